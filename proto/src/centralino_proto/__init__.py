@@ -1,0 +1,1 @@
+"""Centralino contracts (events, envelope, JWT claims) and the plumbing that speaks them."""

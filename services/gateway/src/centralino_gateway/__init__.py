@@ -1,0 +1,1 @@
+"""Centralino gateway: Public API."""

@@ -1,0 +1,13 @@
+from collections.abc import AsyncIterator
+
+import pytest
+from centralino_gateway.config import Settings
+from centralino_gateway.main import create_app
+from centralino_proto.testing import ServiceHarness, service_under_test
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[ServiceHarness]:
+    """The gateway app on a fresh database and a private exchange."""
+    async with service_under_test(create_app, Settings, db_name="test_gateway") as h:
+        yield h

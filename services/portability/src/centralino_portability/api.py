@@ -1,0 +1,5 @@
+"""The portability service's HTTP API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1")

@@ -1,0 +1,1 @@
+"""Centralino registrar: SIP edge."""

@@ -1,0 +1,1 @@
+"""Centralino routing: Each tenant's dial plan."""

@@ -1,0 +1,15 @@
+"""`python -m centralino_routing serve|migrate|seed`."""
+
+from centralino_proto.cli import main
+
+from .config import Settings
+from .main import MIGRATIONS
+from .seed import seed
+
+if __name__ == "__main__":
+    main(
+        settings_factory=Settings,
+        app_path="centralino_routing.main:create_app",
+        migrations_dir=MIGRATIONS,
+        seed=seed,
+    )

@@ -1,0 +1,5 @@
+"""The routing service's HTTP API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1")

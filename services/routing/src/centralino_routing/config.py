@@ -1,0 +1,10 @@
+"""The routing service's settings (environment variables)."""
+
+from typing import ClassVar
+
+from centralino_proto.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    service_name: ClassVar[str] = "routing"
+    http_port: ClassVar[int] = 8002

@@ -1,0 +1,5 @@
+"""The vpn-ca service's HTTP API."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1")
