@@ -68,7 +68,9 @@ def wait_ready(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 180) 
     while waiting:
         for service, port in list(waiting.items()):
             if procs[service].poll() is not None:
-                sys.exit(f"{service} exited with {procs[service].returncode}; see {log_path(service)}")
+                sys.exit(
+                    f"{service} exited with {procs[service].returncode}; see {log_path(service)}"
+                )
             if ready(port):
                 print(f"  {service} ready on :{port}")
                 del waiting[service]

@@ -21,6 +21,8 @@ class Role(StrEnum):
     reseller = "reseller"
     tenant_admin = "tenant_admin"
     tenant_user = "tenant_user"
+    # Another Centralino service (client credentials); used for the per-call APIs.
+    service = "service"
 
 
 class Claims(BaseModel):
@@ -39,7 +41,7 @@ class Claims(BaseModel):
 
     def may_access(self, *, tenant_id: uuid.UUID, tenant_reseller_id: uuid.UUID | None) -> bool:
         """Whether the bearer may act on a tenant: the operator on all, a reseller on its own."""
-        if self.role is Role.operator:
+        if self.role in (Role.operator, Role.service):
             return True
         if self.role is Role.reseller:
             return self.reseller_id is not None and self.reseller_id == tenant_reseller_id
@@ -119,3 +121,37 @@ class JWKSVerifier:
             return Claims.model_validate(payload)
         except (JWTError, ValueError) as exc:
             raise InvalidToken(str(exc)) from exc
+
+
+class ServiceToken:
+    """A service's own access token from the gateway (client credentials), cached until near expiry."""
+
+    def __init__(self, *, token_url: str, client_id: str, client_secret: str) -> None:
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> str:
+        """A valid bearer token, fetched again a minute before it expires."""
+        async with self._lock:
+            if self._token is None or time.monotonic() > self._expires_at - 60:
+                async with httpx.AsyncClient(timeout=5.0) as client:
+                    response = await client.post(
+                        self._token_url,
+                        json={
+                            "grant_type": "client_credentials",
+                            "client_id": self._client_id,
+                            "client_secret": self._client_secret,
+                        },
+                    )
+                    response.raise_for_status()
+                    body = response.json()
+                self._token = body["access_token"]
+                self._expires_at = time.monotonic() + float(body.get("expires_in", 300))
+            return self._token
+
+    async def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.get()}"}

@@ -7,6 +7,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .auth import ServiceToken
+
 # Values that mark a secret nobody chose; refused outside development and tests.
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "changethis", "secret", "dev", "development"}
@@ -33,6 +35,9 @@ class ServiceSettings(BaseSettings):
     jwks_url: str = "http://127.0.0.1:8000/.well-known/jwks.json"
     jwt_audience: str = "centralino"
     jwt_issuer: str = "centralino-gateway"
+    # Where services ask the gateway for their own token (client credentials).
+    gateway_url: str = "http://127.0.0.1:8000"
+    service_client_secret: SecretStr = SecretStr("dev-service-secret")
     migrate_on_start: bool = True
     log_level: str = "INFO"
 
@@ -51,6 +56,14 @@ class ServiceSettings(BaseSettings):
                 ):
                     raise ValueError(f"{name.upper()} must be set to a real secret in production")
         return self
+
+    def service_token(self) -> ServiceToken:
+        """This service's token source for calling another service's per-call API."""
+        return ServiceToken(
+            token_url=f"{self.gateway_url}/v1/auth/token",
+            client_id=self.service_name,
+            client_secret=self.service_client_secret.get_secret_value(),
+        )
 
     def override(self, **changes: Any) -> ServiceSettings:
         """A copy with some fields changed (validated again)."""
