@@ -3,8 +3,39 @@
 from typing import ClassVar
 
 from centralino_proto.settings import ServiceSettings
+from pydantic import SecretStr
 
 
 class Settings(ServiceSettings):
     service_name: ClassVar[str] = "registrar"
     http_port: ClassVar[int] = 8001
+
+    # SIP listener (UDP and TCP on the same port).
+    sip_host: str = "0.0.0.0"
+    sip_port: int = 5060
+    sip_listen: bool = True
+    # The address put in Record-Route and Via; defaults to sip_host (or 127.0.0.1 for 0.0.0.0).
+    sip_advertised_host: str = ""
+    # Secret for the HMAC of stateless nonces; empty = random per process (development only).
+    sip_nonce_secret: SecretStr = SecretStr("")
+    sip_nonce_lifetime: int = 300
+    # Digest algorithms offered, most preferred first (RFC 8760); MD5 first for older phones.
+    sip_digest_algorithms: list[str] = ["MD5", "SHA-256"]
+    # Registration intervals (seconds).
+    sip_min_expires: int = 60
+    sip_max_expires: int = 3600
+    sip_default_expires: int = 3600
+    sip_max_bindings_per_aor: int = 10
+    # Location write-back of refreshes, and the expiry sweep.
+    sip_writeback_interval: float = 5.0
+    sip_sweep_interval: float = 1.0
+    # Failed authentications before a source is banned, in what window, for how long.
+    sip_ban_threshold: int = 10
+    sip_ban_window: float = 60.0
+    sip_ban_seconds: float = 300.0
+
+    @property
+    def sip_public_host(self) -> str:
+        if self.sip_advertised_host:
+            return self.sip_advertised_host
+        return "127.0.0.1" if self.sip_host in ("0.0.0.0", "::", "") else self.sip_host

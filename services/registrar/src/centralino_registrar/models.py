@@ -1,8 +1,119 @@
-"""The registrar service's tables."""
+"""The registrar service's tables: SIP devices (HA1 only) and bindings (the location)."""
+
+import uuid
+from datetime import UTC, datetime
 
 from centralino_proto.db import service_registry
-from sqlmodel import SQLModel
+from pydantic import field_validator
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
 
 
 class Model(SQLModel, registry=service_registry()):
     """Base of this service's tables (its own MetaData, migrated by its own Alembic)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# SIP user part characters we accept for a device username (RFC 3261 "user", unescaped).
+USERNAME_PATTERN = r"^[A-Za-z0-9\-_.!~*'()&=+$,;?/]{1,64}$"
+
+
+class DeviceBase(Model):
+    username: str = Field(max_length=64, regex=USERNAME_PATTERN)
+    display_name: str | None = Field(default=None, max_length=100)
+
+
+class DeviceCreate(DeviceBase):
+    password: str = Field(min_length=8, max_length=128)
+
+    @field_validator("password")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if not value.isprintable() or '"' in value:
+            raise ValueError("password must be printable and may not contain a double quote")
+        return value
+
+
+class DeviceUpdate(Model):
+    password: str | None = Field(default=None, min_length=8, max_length=128)
+    display_name: str | None = Field(default=None, max_length=100)
+
+    @field_validator("password")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or '"' in value):
+            raise ValueError("password must be printable and may not contain a double quote")
+        return value
+
+
+class Device(DeviceBase, table=True):
+    """A SIP device of an extension; its password only as HA1 per digest algorithm."""
+
+    __tablename__ = "device"
+    __table_args__ = (UniqueConstraint("tenant_id", "username"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    extension: str = Field(max_length=32)
+    realm: str = Field(max_length=255)
+    ha1_md5: str = Field(max_length=32)
+    ha1_sha256: str = Field(max_length=64)
+    created_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class DevicePublic(DeviceBase):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    extension: str
+    realm: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class BindingRow(Model, table=True):
+    """A contact bound to an address-of-record (RFC 3261 10.3), persisted for restarts."""
+
+    __tablename__ = "binding"
+    __table_args__ = (Index("ix_binding_expires_at", "expires_at"),)
+
+    binding_id: uuid.UUID = Field(primary_key=True)
+    tenant_id: uuid.UUID = Field(index=True)
+    device_id: uuid.UUID = Field(index=True)
+    extension: str = Field(max_length=32)
+    aor: str = Field(max_length=300)
+    contact: str = Field(max_length=1024)
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    registered_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    call_id: str = Field(max_length=255)
+    cseq: int
+    q: float | None = None
+    user_agent: str | None = Field(default=None, max_length=255)
+    source_ip: str = Field(max_length=64)
+    source_port: int
+    transport: str = Field(max_length=8)
+    instance: str | None = Field(default=None, max_length=255)
+
+
+class BindingPublic(SQLModel):
+    """A current binding, as line status shows it."""
+
+    binding_id: uuid.UUID
+    extension: str
+    device_id: uuid.UUID
+    username: str
+    aor: str
+    contact: str
+    user_agent: str | None
+    source: str
+    transport: str
+    expires: int
+    expires_at: datetime
+    registered_at: datetime

@@ -1,0 +1,96 @@
+"""Hot-path caches in front of the database: tenants by SIP realm, device credentials."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from centralino_proto.tenancy import Tenant, find_tenant_by_realm
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from .models import Device
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCredentials:
+    """What digest authentication needs to know about a device."""
+
+    device_id: uuid.UUID
+    tenant_id: uuid.UUID
+    extension: str
+    username: str
+    ha1: dict[str, str]
+
+    @classmethod
+    def of(cls, device: Device) -> DeviceCredentials:
+        return cls(
+            device_id=device.id,
+            tenant_id=device.tenant_id,
+            extension=device.extension,
+            username=device.username,
+            ha1={"MD5": device.ha1_md5, "SHA-256": device.ha1_sha256},
+        )
+
+
+class Directory:
+    """Cache-aside: entries load on a miss; writers invalidate what they change."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], ttl: float = 30.0) -> None:
+        self.sessionmaker = sessionmaker
+        self.ttl = ttl
+        self._realms: dict[str, tuple[float, Tenant | None]] = {}
+        self._devices: dict[tuple[uuid.UUID, str], tuple[float, DeviceCredentials | None]] = {}
+
+    async def tenant(self, realm: str) -> Tenant | None:
+        """The active tenant whose SIP realm this is."""
+        realm = realm.lower()
+        hit = self._realms.get(realm)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        async with self.sessionmaker() as session:
+            tenant = await find_tenant_by_realm(session, realm)
+        if tenant is not None and not tenant.active:
+            tenant = None
+        self._realms[realm] = (now + self.ttl, tenant)
+        return tenant
+
+    async def device(self, tenant_id: uuid.UUID, username: str) -> DeviceCredentials | None:
+        key = (tenant_id, username)
+        hit = self._devices.get(key)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        async with self.sessionmaker() as session:
+            device = (
+                await session.execute(
+                    select(Device).where(
+                        col(Device.tenant_id) == tenant_id, col(Device.username) == username
+                    )
+                )
+            ).scalar_one_or_none()
+        creds = DeviceCredentials.of(device) if device else None
+        # Unknown usernames are cached briefly, so guessing costs no query per attempt.
+        self._devices[key] = (now + (self.ttl if creds else 5.0), creds)
+        return creds
+
+    async def preload(self) -> int:
+        """Loads every device's credentials (start-up), so REGISTER never waits on a query."""
+        async with self.sessionmaker() as session:
+            devices = (await session.execute(select(Device))).scalars().all()
+        expires = time.monotonic() + 10 * 365 * 86400
+        for device in devices:
+            self._devices[(device.tenant_id, device.username)] = (
+                expires,
+                DeviceCredentials.of(device),
+            )
+        return len(devices)
+
+    def forget_device(self, tenant_id: uuid.UUID, username: str) -> None:
+        self._devices.pop((tenant_id, username), None)
+
+    def forget_tenants(self) -> None:
+        self._realms.clear()

@@ -1,0 +1,168 @@
+"""The SIP edge: transport -> transaction layer -> method handler -> reply."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Coroutine
+from typing import Any
+
+from centralino_proto.service import ServiceRuntime
+from prometheus_client import Counter
+
+from .abuse import AbuseGuard
+from .config import Settings
+from .directory import Directory
+from .location import Location
+from .registrar import Registrar, Reply
+from .sip.digest import Nonces
+from .sip.message import Malformed, SipMessage, parse_uri
+from .sip.transaction import Transactions, TxKey, TxState, make_response, transaction_key
+from .sip.transport import SipTransport, Source
+
+log = logging.getLogger("centralino.registrar.sip")
+
+MALFORMED = Counter("centralino_sip_malformed_total", "Malformed SIP messages", ["answered"])
+RETRANSMISSIONS = Counter(
+    "centralino_sip_retransmissions_total", "Retransmitted requests answered from cache"
+)
+
+ALLOW = "REGISTER, OPTIONS"
+
+
+class SipServer:
+    """Everything SIP in the registrar process, started and stopped with the service."""
+
+    def __init__(self, settings: Settings, runtime: ServiceRuntime) -> None:
+        self.settings = settings
+        self.runtime = runtime
+        self.directory = Directory(runtime.sessionmaker)
+        self.location = Location(
+            sessionmaker=runtime.sessionmaker,
+            outbox=runtime.outbox,
+            writeback_interval=settings.sip_writeback_interval,
+            sweep_interval=settings.sip_sweep_interval,
+        )
+        self.nonces = Nonces(
+            settings.sip_nonce_secret.get_secret_value().encode(), settings.sip_nonce_lifetime
+        )
+        self.guard = AbuseGuard(
+            threshold=settings.sip_ban_threshold,
+            window=settings.sip_ban_window,
+            ban=settings.sip_ban_seconds,
+        )
+        self.registrar = Registrar(
+            settings=settings,
+            directory=self.directory,
+            location=self.location,
+            nonces=self.nonces,
+            guard=self.guard,
+        )
+        self.transactions = Transactions()
+        self.transport = SipTransport(self.on_message)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.directory.preload()
+        await self.location.start()
+        if self.settings.sip_listen:
+            await self.transport.start(self.settings.sip_host, self.settings.sip_port)
+
+    async def stop(self) -> None:
+        await self.transport.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.location.stop()
+
+    # -- dispatch -------------------------------------------------------------
+
+    def on_message(self, msg: SipMessage | Malformed, source: Source) -> None:
+        """Called by the transport for every message; never raises, never blocks."""
+        if isinstance(msg, Malformed):
+            self._malformed(msg, source)
+            return
+        if not msg.is_request:
+            return  # responses belong to client transactions (call control)
+        if self.guard.banned(source.ip):
+            return
+        if msg.method == "ACK":
+            return  # ACK of a non-2xx final response: ends the transaction, nothing to do
+        key = transaction_key(msg)
+        state, cached = self.transactions.begin(key)
+        if state is TxState.completed and cached:
+            RETRANSMISSIONS.inc()
+            self._send(cached, source)
+            return
+        if state is TxState.proceeding:
+            return  # still working on the original; it will be answered once
+        method = msg.method
+        if method == "REGISTER":
+            self._spawn(self._answer(msg, source, key, self.registrar.register(msg, source)))
+        elif method == "OPTIONS":
+            self._reply(msg, source, key, self._options(msg))
+        elif method == "CANCEL":
+            self._reply(msg, source, key, Reply(481, "Call/Transaction Does Not Exist"))
+        else:
+            self._reply(msg, source, key, Reply(405, "Method Not Allowed", [("allow", ALLOW)]))
+
+    def _options(self, msg: SipMessage) -> Reply:
+        uri = parse_uri(msg.uri or "")
+        if uri is None:
+            return Reply(416, "Unsupported URI Scheme")
+        return Reply(
+            200,
+            "OK",
+            [("allow", ALLOW), ("accept", "application/sdp")],
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(
+        self, msg: SipMessage, source: Source, key: TxKey, pending: Awaitable[Reply]
+    ) -> None:
+        try:
+            reply = await pending
+        except Exception:
+            log.exception("sip: %s failed", msg.method)
+            reply = Reply(500, "Server Internal Error")
+        self._reply(msg, source, key, reply)
+
+    def _reply(self, msg: SipMessage, source: Source, key: TxKey, reply: Reply) -> None:
+        response = make_response(
+            msg,
+            reply.status,
+            reply.reason,
+            source_ip=source.ip,
+            source_port=source.port,
+            headers=reply.headers,
+        )
+        data = response.encode()
+        if reply.status >= 200:
+            self.transactions.complete(key, data)
+        self._send(data, source)
+
+    def _send(self, data: bytes, source: Source) -> None:
+        # Responses go back where the request came from (RFC 3581 symmetric response).
+        self.transport.send(data, source.transport, source.ip, source.port, source.connection_id)
+
+    def _malformed(self, bad: Malformed, source: Source) -> None:
+        if bad.can_respond and bad.message is not None and not self.guard.banned(source.ip):
+            MALFORMED.labels("yes").inc()
+            response = make_response(
+                bad.message,
+                bad.status,
+                _REASONS.get(bad.status, "Bad Request"),
+                source_ip=source.ip,
+                source_port=source.port,
+                headers=[("warning", '399 - "{}"'.format(bad.reason.replace('"', "'")))],
+            )
+            self._send(response.encode(), source)
+        else:
+            MALFORMED.labels("no").inc()
+        log.info("sip: malformed message from %s:%d: %s", source.ip, source.port, bad.reason)
+
+
+_REASONS = {400: "Bad Request", 505: "Version Not Supported", 513: "Message Too Large"}
