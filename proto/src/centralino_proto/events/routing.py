@@ -66,3 +66,10 @@ class LinkCreated(Event):
     tenant_id: uuid.UUID
     link_group_id: uuid.UUID
     digit: int
+
+
+class DialplanChanged(Event):
+    """Internal to routing: these tenants' dial plans changed; every replica reloads them."""
+
+    event_type = "dialplan.changed"
+    tenant_ids: list[uuid.UUID]
