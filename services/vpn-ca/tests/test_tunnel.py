@@ -1,0 +1,430 @@
+"""The real thing: OpenVPN server and phones in network namespaces, SIP REGISTER through the tunnel.
+
+Two namespaces joined by a veth pair stand in for the platform's VPN host and a
+phone behind an access provider. Every address (10.199.x.x) exists only inside
+them. The client namespace has no route to the SIP edge except the one the
+server pushes, so a REGISTER that gets answered went through the tunnel.
+
+The SIP edge is `sip_edge()`: for now sipp as a UAS answering REGISTER (the
+registrar is built in parallel); swapping in the real registrar means changing
+that one function to start it bound to SIP_EDGE inside the server namespace.
+"""
+
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from centralino_proto.testing import ServiceHarness
+
+UNDERLAY_SERVER = "10.199.1.1"
+UNDERLAY_CLIENT = "10.199.1.2"
+TUNNEL_SUBNET = "10.199.2.0/24"
+TUNNEL_SERVER = "10.199.2.1"
+SIP_EDGE = "10.199.3.1"
+SIP_PORT = 5060
+VPN_PORT = 1194
+
+UAS_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="REGISTER answered at the SIP edge">
+  <recv request="REGISTER" crlf="true"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]edge[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      [last_Contact:];expires=300
+      Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"""
+
+# Answers a digest challenge when the edge sends one, so the real registrar drops in.
+UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="REGISTER through the VPN">
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[field0] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Max-Forwards: 70
+      From: <sip:[service]@[field0]>;tag=[pid]ua[call_number]
+      To: <sip:[service]@[field0]>
+      Call-ID: [call_id]
+      CSeq: 1 REGISTER
+      Contact: <sip:[service]@[local_ip]:[local_port]>
+      Expires: 300
+      User-Agent: centralino-vpn-test
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="401" auth="true" optional="true" next="auth"/>
+  <recv response="200" next="done"/>
+  <label id="auth"/>
+  <send retrans="500">
+    <![CDATA[
+      REGISTER sip:[field0] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Max-Forwards: 70
+      From: <sip:[service]@[field0]>;tag=[pid]ua[call_number]
+      To: <sip:[service]@[field0]>
+      Call-ID: [call_id]
+      CSeq: 2 REGISTER
+      Contact: <sip:[service]@[local_ip]:[local_port]>
+      [authentication]
+      Expires: 300
+      User-Agent: centralino-vpn-test
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <label id="done"/>
+</scenario>
+"""
+
+
+def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def must(*args: str) -> None:
+    result = run(*args)
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr}"
+
+
+@contextlib.contextmanager
+def namespaces() -> Iterator[tuple[str, str]]:
+    """A server and a client namespace joined by a veth pair; removed whatever happens."""
+    tag = f"{os.getpid() % 100000}{uuid.uuid4().hex[:4]}"
+    server, client = f"cvpn-s-{tag}", f"cvpn-c-{tag}"
+    veth_s, veth_c = f"vs{tag}"[:15], f"vc{tag}"[:15]
+    try:
+        must("ip", "netns", "add", server)
+        must("ip", "netns", "add", client)
+        must(
+            "ip",
+            "link",
+            "add",
+            veth_s,
+            "netns",
+            server,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            veth_c,
+            "netns",
+            client,
+        )
+        for ns, dev, addr in ((server, veth_s, UNDERLAY_SERVER), (client, veth_c, UNDERLAY_CLIENT)):
+            must("ip", "-n", ns, "link", "set", "lo", "up")
+            must("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+            must("ip", "-n", ns, "link", "set", dev, "up")
+        # The SIP edge: an address of the VPN host that phones reach only through the tunnel.
+        must("ip", "-n", server, "addr", "add", f"{SIP_EDGE}/32", "dev", "lo")
+        yield server, client
+    finally:
+        for ns in (client, server):
+            run("ip", "netns", "del", ns)
+
+
+class Processes:
+    """The processes a test starts, each stopped by its own handle at the end."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
+        handle = log.open("wb")
+        proc = subprocess.Popen(
+            list(args), stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT
+        )
+        handle.close()
+        self.started.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.started):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+def wait_for_text(
+    path: Path, text: str, *, timeout: float, proc: subprocess.Popen[bytes] | None = None
+) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = path.read_text(errors="replace") if path.exists() else ""
+        if text in content:
+            return content
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    content = path.read_text(errors="replace") if path.exists() else ""
+    raise AssertionError(f"{text!r} not in {path.name} within {timeout}s:\n{content[-3000:]}")
+
+
+def tunnel_address(ns: str) -> str:
+    out = run("ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "tun0").stdout
+    return out.split("inet ")[1].split("/")[0]
+
+
+def sip_edge(
+    procs: Processes, server_ns: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """What answers REGISTER at SIP_EDGE:SIP_PORT in the server namespace (sipp as UAS for now)."""
+    (workdir / "uas.xml").write_text(UAS_SCENARIO)
+    messages = workdir / "uas-messages.log"
+    proc = procs.start(
+        "ip",
+        "netns",
+        "exec",
+        server_ns,
+        "sipp",
+        "-sf",
+        str(workdir / "uas.xml"),
+        "-i",
+        SIP_EDGE,
+        "-p",
+        str(SIP_PORT),
+        "-t",
+        "u1",
+        "-m",
+        "1",
+        "-timeout",
+        "60s",
+        "-trace_msg",
+        "-message_file",
+        str(messages),
+        "-nostdin",
+        log=workdir / "uas.out",
+    )
+    return proc, messages
+
+
+def register(
+    client_ns: str, source: str, workdir: Path, *, user: str, password: str, domain: str
+) -> subprocess.CompletedProcess[str]:
+    """One REGISTER from the phone's namespace to the SIP edge, answering a challenge if any."""
+    (workdir / "uac.xml").write_text(UAC_SCENARIO)
+    (workdir / "uac.csv").write_text(f"SEQUENTIAL\n{domain}\n")
+    return run(
+        "ip",
+        "netns",
+        "exec",
+        client_ns,
+        "sipp",
+        f"{SIP_EDGE}:{SIP_PORT}",
+        "-sf",
+        str(workdir / "uac.xml"),
+        "-inf",
+        str(workdir / "uac.csv"),
+        "-i",
+        source,
+        "-s",
+        user,
+        "-au",
+        user,
+        "-ap",
+        password,
+        "-t",
+        "u1",
+        "-m",
+        "1",
+        "-timeout",
+        "30s",
+        "-recv_timeout",
+        "10s",
+        "-nostdin",
+        timeout=60,
+    )
+
+
+async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
+    harness: ServiceHarness, tmp_path: Path
+) -> None:
+    tenant = await harness.add_tenant("bellavista")
+    admin = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
+    operator = harness.mint.headers("operator")
+    base = "/v1/tenants/bellavista"
+    created = await harness.client.post(
+        f"{base}/ca",
+        json={
+            "endpoint": {
+                "remote_host": UNDERLAY_SERVER,
+                "port": VPN_PORT,
+                "subnet": TUNNEL_SUBNET,
+                "sip_edge": SIP_EDGE,
+            }
+        },
+        headers=operator,
+    )
+    assert created.status_code == 201, created.text
+    room_101 = (
+        await harness.client.post(
+            f"{base}/certificates",
+            json={"extension": "101", "device_id": str(uuid.uuid4())},
+            headers=admin,
+        )
+    ).json()
+    room_102 = (
+        await harness.client.post(
+            f"{base}/certificates",
+            json={"extension": "102", "device_id": str(uuid.uuid4())},
+            headers=admin,
+        )
+    ).json()
+
+    # Phone 101 is provisioned remotely through a one-time URL.
+    token = (
+        await harness.client.post(
+            f"{base}/provisioning-tokens",
+            json={"certificate_id": room_101["id"], "model": "generic"},
+            headers=admin,
+        )
+    ).json()
+    fetched = await harness.client.get(f"/v1/provisioning/{token['token']}")
+    assert fetched.status_code == 200, fetched.text
+    (tmp_path / "room-101.ovpn").write_bytes(fetched.content)
+    # Phone 102 gets its profile by an admin download.
+    bundle = await harness.client.get(
+        f"{base}/certificates/{room_102['id']}/bundle?model=generic", headers=admin
+    )
+    assert bundle.status_code == 200
+    (tmp_path / "room-102.ovpn").write_bytes(bundle.content)
+
+    crl_path = tmp_path / "crl.pem"
+    crl_path.write_text((await harness.client.get(f"{base}/ca/crl", headers=admin)).text)
+    conf = await harness.client.get(
+        f"{base}/ca/openvpn-server.conf", params={"crl_path": str(crl_path)}, headers=operator
+    )
+    assert conf.status_code == 200, conf.text
+    (tmp_path / "server.conf").write_text(conf.text)
+
+    procs = Processes()
+    with namespaces() as (server_ns, client_ns):
+        try:
+            server = procs.start(
+                "ip",
+                "netns",
+                "exec",
+                server_ns,
+                "openvpn",
+                "--config",
+                str(tmp_path / "server.conf"),
+                log=tmp_path / "server.log",
+            )
+            wait_for_text(
+                tmp_path / "server.log",
+                "Initialization Sequence Completed",
+                timeout=60,
+                proc=server,
+            )
+
+            phone = procs.start(
+                "ip",
+                "netns",
+                "exec",
+                client_ns,
+                "openvpn",
+                "--config",
+                str(tmp_path / "room-101.ovpn"),
+                log=tmp_path / "room-101.log",
+            )
+            wait_for_text(
+                tmp_path / "room-101.log",
+                "Initialization Sequence Completed",
+                timeout=60,
+                proc=phone,
+            )
+            ping = run(
+                "ip",
+                "netns",
+                "exec",
+                client_ns,
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.3",
+                "-W",
+                "3",
+                TUNNEL_SERVER,
+            )
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            # The SIP edge is reachable only by the route the server pushed.
+            route = run("ip", "-n", client_ns, "route", "get", SIP_EDGE).stdout
+            assert "dev tun0" in route, route
+            phone_address = tunnel_address(client_ns)
+            assert phone_address.startswith("10.199.2.")
+
+            edge, messages = sip_edge(procs, server_ns, tmp_path)
+            time.sleep(0.5)
+            registered = register(
+                client_ns,
+                phone_address,
+                tmp_path,
+                user="101",
+                password="secret101",
+                domain="bellavista.centralino.test",
+            )
+            assert registered.returncode == 0, registered.stdout[-3000:] + registered.stderr[-2000:]
+            edge.wait(timeout=30)
+            assert edge.returncode == 0
+            seen = messages.read_text()
+            assert f"Via: SIP/2.0/UDP {phone_address}:" in seen, seen[-2000:]
+
+            # Room 102 is revoked; the server reads the new CRL on the next handshake.
+            revoked = await harness.client.post(
+                f"{base}/certificates/{room_102['id']}/revoke",
+                json={"reason": "key_compromise"},
+                headers=admin,
+            )
+            assert revoked.status_code == 200
+            fresh = (await harness.client.get(f"{base}/ca/crl", headers=admin)).text
+            (tmp_path / "crl.new").write_text(fresh)
+            os.replace(tmp_path / "crl.new", crl_path)
+            refused = procs.start(
+                "ip",
+                "netns",
+                "exec",
+                client_ns,
+                "openvpn",
+                "--config",
+                str(tmp_path / "room-102.ovpn"),
+                "--dev",
+                "tun1",
+                "--connect-retry-max",
+                "1",
+                "--hand-window",
+                "20",
+                log=tmp_path / "room-102.log",
+            )
+            log = wait_for_text(tmp_path / "server.log", "certificate revoked", timeout=60)
+            assert room_102["common_name"] in log
+            time.sleep(2)
+            assert (
+                "Initialization Sequence Completed" not in (tmp_path / "room-102.log").read_text()
+            )
+            assert refused is not None
+            # Phone 101 is unaffected.
+            again = run(
+                "ip", "netns", "exec", client_ns, "ping", "-c", "1", "-W", "3", TUNNEL_SERVER
+            )
+            assert again.returncode == 0
+        finally:
+            procs.stop_all()
