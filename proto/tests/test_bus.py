@@ -297,3 +297,20 @@ async def test_same_event_delivered_twice_takes_effect_once(
         assert await effect_counts(engine) == (1, 1)
     finally:
         await consumer.stop()
+
+
+async def test_an_event_nobody_subscribes_to_does_not_wedge_the_outbox(
+    bus_db: str, engine: AsyncEngine, bus_names: dict[str, str]
+) -> None:
+    from centralino_proto.events import TenantDeleted
+
+    sessions = make_sessionmaker(engine)
+    outbox = Outbox(producer="test")
+    async with BusProbe(bus_names["bus_exchange"], ["user.deleted"]) as probe:
+        async with sessions() as session, session.begin():  # no queue is bound to tenant.deleted
+            await outbox.add(
+                session, TenantDeleted(tenant_id=uuid.uuid4(), slug="gone"), tenant_id=None
+            )
+        marker = (await write_events(engine, 1))[0]
+        await drain(engine, bus_db, bus_names["bus_exchange"])
+        assert [e.id for e in await probe.wait_for("user.deleted")] == [marker]

@@ -248,8 +248,10 @@ class OutboxRelay:
                 type=routing_key,
                 headers=_current_trace_headers(),
             )
+            # Not mandatory: an event no service is bound to yet is not an error, and a
+            # returned message must not wedge the outbox behind it.
             confirmation = await self._exchange.publish(
-                message, routing_key=routing_key, timeout=10
+                message, routing_key=routing_key, mandatory=False, timeout=10
             )
             _raise_unless_acked(confirmation, routing_key)
         EVENTS_PUBLISHED.labels(routing_key).inc()
