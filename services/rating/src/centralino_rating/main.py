@@ -1,15 +1,63 @@
 """The rating service's app factory."""
 
+import asyncio
+import contextlib
+import logging
 from pathlib import Path
 
 from centralino_proto.auth import JWKSVerifier
-from centralino_proto.service import create_service_app
+from centralino_proto.service import ServiceRuntime, create_service_app
 from fastapi import FastAPI
 
 from .api import router
+from .charges import run_recurring
 from .config import Settings
+from .decks import DeckCache, deck_in_force
+from .handlers import subscribe
+from .ledger import utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+log = logging.getLogger("centralino.rating")
+
+
+async def _warm_deck(runtime: ServiceRuntime) -> None:
+    decks = runtime.extras["decks"]
+    assert isinstance(decks, DeckCache)
+    async with runtime.sessionmaker() as session:
+        deck_id = await deck_in_force(session, utcnow())
+    if deck_id:
+        await decks.get(deck_id)
+
+
+async def _billing_loop(runtime: ServiceRuntime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    while True:
+        try:
+            await run_recurring(
+                runtime.sessionmaker, runtime.outbox, now=utcnow(), did_fee=settings.did_monthly_fee
+            )
+        except Exception:
+            log.exception("recurring charges pass failed; retried next pass")
+        await asyncio.sleep(settings.billing_interval_seconds)
+
+
+async def on_start(runtime: ServiceRuntime) -> None:
+    runtime.extras["decks"] = runtime.extras.get("decks") or DeckCache(runtime.engine)
+    runtime.extras["tasks"] = [
+        asyncio.create_task(_warm_deck(runtime), name="rating-warm-deck"),
+        asyncio.create_task(_billing_loop(runtime), name="rating-billing"),
+    ]
+
+
+async def on_stop(runtime: ServiceRuntime) -> None:
+    tasks = runtime.extras.get("tasks") or []
+    assert isinstance(tasks, list)
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
 
 def create_app(
@@ -21,5 +69,8 @@ def create_app(
         migrations_dir=MIGRATIONS,
         routers=[router],
         description="Rate decks, FLAT plans and bundles, subscriptions, the prepaid credit ledger, markups, rated CDRs and per-station spend; answers POST /v1/authorize.",
+        subscribe=subscribe,
+        on_start=on_start,
+        on_stop=on_stop,
         verifier=verifier,
     )
