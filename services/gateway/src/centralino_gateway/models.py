@@ -44,7 +44,7 @@ class ResellerBase(Model):
 
 class ResellerCreate(ResellerBase):
     # The reseller's first login.
-    admin_email: str = Field(regex=EMAIL_PATTERN, max_length=254)
+    admin_email: str = Field(schema_extra={"pattern": EMAIL_PATTERN}, max_length=254)
     admin_password: str = Field(min_length=8, max_length=200)
 
 
@@ -77,7 +77,7 @@ class TenantBase(Model):
 
 
 class TenantCreate(TenantBase):
-    slug: str = Field(regex=SLUG_PATTERN, max_length=63)
+    slug: str = Field(schema_extra={"pattern": SLUG_PATTERN}, max_length=63)
     # The operator may place a tenant under a reseller; a reseller's own tenants are its own.
     reseller_id: uuid.UUID | None = None
     # Defaults to "<slug>.<SIP_REALM_DOMAIN>".
@@ -137,10 +137,10 @@ TENANT_ROLES = (Role.tenant_admin, Role.tenant_user)
 
 
 class UserBase(Model):
-    email: str = Field(regex=EMAIL_PATTERN, max_length=254)
+    email: str = Field(schema_extra={"pattern": EMAIL_PATTERN}, max_length=254)
     name: str = Field(default="", max_length=200)
     # The user's own extension (e.g. for click-to-dial from a CRM).
-    extension: str | None = Field(default=None, regex=r"^[0-9]{2,8}$")
+    extension: str | None = Field(default=None, schema_extra={"pattern": r"^[0-9]{2,8}$"})
 
 
 class UserCreate(UserBase):
@@ -150,7 +150,7 @@ class UserCreate(UserBase):
 
 class UserUpdate(Model):
     name: str | None = Field(default=None, max_length=200)
-    extension: str | None = Field(default=None, regex=r"^[0-9]{2,8}$")
+    extension: str | None = Field(default=None, schema_extra={"pattern": r"^[0-9]{2,8}$"})
     password: str | None = Field(default=None, min_length=8, max_length=200)
     role: Role | None = None
     active: bool | None = None
