@@ -141,6 +141,14 @@ def _reject(status: int, reason: str, call_class: CallClass, payer: _Payer | Non
     )
 
 
+def _emergency_in_full(digits: str) -> bool:
+    """112 dialled as +39112 or 0039112."""
+    for prefix in ("+39", "0039"):
+        if digits.startswith(prefix) and digits[len(prefix) :] in EMERGENCY:
+            return True
+    return False
+
+
 class Router:
     """Answers route requests from the compiled plans."""
 
@@ -169,20 +177,20 @@ class Router:
                 404, f"no extension {calling} in {tenant.slug}", CallClass.internal, None
             )
         payer = _Payer(tenant.tenant_id, caller.number)
-        if not tenant.active:
-            return _reject(403, f"tenant {tenant.slug} is suspended", CallClass.internal, payer)
         digits = clean(request.digits or "")
         if not digits:
             return _reject(484, "no digits dialled", CallClass.internal, payer)
-        if digits in EMERGENCY:
-            # Always allowed: disabled stations, no credit, no permission.
+        if digits in EMERGENCY or _emergency_in_full(digits):
+            # Always allowed: disabled stations, suspended tenants, no permission needed.
             return RouteDecision(
                 action=RouteAction.pstn,
                 call_class=CallClass.emergency,
-                e164=f"+39{digits}",
+                e164=classify(digits).e164,
                 tenant_id=payer.tenant_id,
                 extension=payer.extension,
             )
+        if not tenant.active:
+            return _reject(403, f"tenant {tenant.slug} is suspended", CallClass.internal, payer)
         callee = tenant.stations.get(digits)
         if callee is not None:
             return self._ring(
