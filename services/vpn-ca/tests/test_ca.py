@@ -338,3 +338,18 @@ async def test_renewal(harness: ServiceHarness, tmp_path: Path) -> None:
     assert again["serial"] != csr_cert["serial"]
     revoked_renew = await harness.client.post(f"{url}/{old['id']}/renew", json={}, headers=headers)
     assert revoked_renew.status_code == 409
+
+
+async def test_seed_gives_each_demo_tenant_a_ca_once(harness: ServiceHarness) -> None:
+    from centralino_proto.demo import TENANTS
+    from centralino_vpn_ca.seed import seed
+
+    await seed(harness.runtime)
+    await seed(harness.runtime)
+    headers = harness.mint.headers("operator")
+    subnets = set()
+    for tenant in TENANTS:
+        response = await harness.client.get(f"/v1/tenants/{tenant.slug}/ca", headers=headers)
+        assert response.status_code == 200, response.text
+        subnets.add(response.json()["endpoint"]["subnet"])
+    assert len(subnets) == len(TENANTS)
