@@ -158,3 +158,142 @@ def sipp(harness: ServiceHarness, tmp_path: Path) -> Sipp:
         )
 
     return run
+
+
+class SipClient:
+    """A small UDP (or TCP) SIP client for what sipp cannot express; runs on the test's loop."""
+
+    def __init__(self, port: int, transport: str = "udp") -> None:
+        self.server = ("127.0.0.1", port)
+        self.transport = transport
+        self.received: asyncio.Queue[bytes] = asyncio.Queue()
+        self.local_port = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self.cseq = 0
+        self.call_id = uuid.uuid4().hex
+
+    async def __aenter__(self) -> "SipClient":
+        loop = asyncio.get_running_loop()
+        if self.transport == "udp":
+            queue = self.received
+
+            class Proto(asyncio.DatagramProtocol):
+                def datagram_received(self, data: bytes, addr: object) -> None:
+                    queue.put_nowait(data)
+
+            transport, _ = await loop.create_datagram_endpoint(
+                Proto, local_addr=("127.0.0.1", 0), remote_addr=self.server
+            )
+            self._udp = transport  # type: ignore[assignment]
+            self.local_port = transport.get_extra_info("sockname")[1]
+        else:
+            self._reader, self._writer = await asyncio.open_connection(*self.server)
+            self.local_port = self._writer.get_extra_info("sockname")[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._udp:
+            self._udp.close()
+        if self._writer:
+            self._writer.close()
+
+    async def send(self, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        if self._udp:
+            self._udp.sendto(raw)
+        else:
+            assert self._writer
+            self._writer.write(raw)
+            await self._writer.drain()
+
+    async def recv_raw(self, timeout: float = 5.0) -> bytes:
+        if self._udp:
+            return await asyncio.wait_for(self.received.get(), timeout)
+        assert self._reader
+        return await asyncio.wait_for(self._reader.read(65536), timeout)
+
+    async def recv(self, timeout: float = 5.0):  # type: ignore[no-untyped-def]
+        from centralino_registrar.sip.message import SipMessage, parse
+
+        msg = parse(await self.recv_raw(timeout))
+        assert isinstance(msg, SipMessage), msg
+        return msg
+
+    def register(
+        self,
+        *,
+        user: str,
+        realm: str,
+        expires: int | None = 120,
+        contact: str | None = None,
+        authorization: str | None = None,
+        branch: str | None = None,
+        cseq: int | None = None,
+        ruri: str | None = None,
+        extra: str = "",
+    ) -> str:
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        t = self.transport.upper()
+        contact = contact or f"<sip:{user}@127.0.0.1:{self.local_port};transport={t.lower()}>"
+        lines = [
+            f"REGISTER {ruri or 'sip:' + realm} SIP/2.0",
+            f"Via: SIP/2.0/{t} 127.0.0.1:{self.local_port};branch={branch or 'z9hG4bK' + uuid.uuid4().hex};rport",
+            "Max-Forwards: 70",
+            f"From: <sip:{user}@{realm}>;tag={self.call_id[:8]}",
+            f"To: <sip:{user}@{realm}>",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {cseq} REGISTER",
+        ]
+        if contact != "<none>":
+            lines.append(f"Contact: {contact}")
+        if expires is not None:
+            lines.append(f"Expires: {expires}")
+        if authorization:
+            lines.append(f"Authorization: {authorization}")
+        if extra:
+            lines.append(extra)
+        lines += ["User-Agent: pytest", "Content-Length: 0", "", ""]
+        return "\r\n".join(lines)
+
+
+def digest_authorization(
+    challenge: str,
+    *,
+    username: str,
+    password: str,
+    uri: str,
+    method: str = "REGISTER",
+    nc: int = 1,
+    cnonce: str = "0a4f113b",
+) -> str:
+    """An Authorization value computed independently of the registrar's own code."""
+    import hashlib
+    import re
+
+    params = dict(re.findall(r'(\w+)="?([^",]+)"?', challenge))
+    algorithm = params.get("algorithm", "MD5")
+    h = hashlib.sha256 if algorithm == "SHA-256" else hashlib.md5
+
+    def H(text: str) -> str:
+        return h(text.encode()).hexdigest()
+
+    ha1 = H(f"{username}:{params['realm']}:{password}")
+    ha2 = H(f"{method}:{uri}")
+    ncs = f"{nc:08x}"
+    response = H(f"{ha1}:{params['nonce']}:{ncs}:{cnonce}:auth:{ha2}")
+    return (
+        f'Digest username="{username}", realm="{params["realm"]}", nonce="{params["nonce"]}", '
+        f'uri="{uri}", response="{response}", algorithm={algorithm}, qop=auth, nc={ncs}, '
+        f'cnonce="{cnonce}"'
+    )
+
+
+def challenge_of(msg, algorithm: str = "MD5") -> str:  # type: ignore[no-untyped-def]
+    for value in msg.all("www-authenticate"):
+        if f"algorithm={algorithm}" in value:
+            return str(value)
+    raise AssertionError(f"no {algorithm} challenge in {msg.headers}")

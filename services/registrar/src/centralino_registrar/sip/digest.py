@@ -14,7 +14,7 @@ ALGORITHMS = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 
 
 def _h(algorithm: str, text: str) -> str:
-    return ALGORITHMS[algorithm](text.encode()).hexdigest()
+    return ALGORITHMS[algorithm](text.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def ha1(algorithm: str, username: str, realm: str, password: str) -> str:

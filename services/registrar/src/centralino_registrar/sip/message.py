@@ -70,6 +70,8 @@ _VIA = re.compile(
     r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(\[[0-9A-Fa-f:.]+\](?::\d+)?|[^;\s\[\]]+)\s*(.*)$",
     re.DOTALL,
 )
+_SCHEME_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>]+$")
+_DISPLAY = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~ \t]*$")
 _HOST = re.compile(r"^[A-Za-z0-9\-.]+$")
 _AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]+)\s*(?:,|$)')
 
@@ -160,14 +162,10 @@ class Malformed:
 
     @property
     def can_respond(self) -> bool:
-        """A response needs a request with Via, From, To, Call-ID and CSeq."""
+        """A response needs a request (not an ACK) with a Via to send it back along."""
         m = self.message
         return bool(
-            m
-            and m.is_request
-            and m.method != "ACK"
-            and all(m.get(h) for h in ("via", "from", "to", "call-id", "cseq"))
-            and parse_via(m.get("via") or "") is not None
+            m and m.is_request and m.method != "ACK" and parse_via(m.get("via") or "") is not None
         )
 
 
@@ -275,7 +273,9 @@ def _start_line(msg: SipMessage, line: str) -> Malformed | None:
         msg.status = status
         msg.reason = " ".join(parts[2:])
         return None
-    if len(parts) != 3:
+    exact = line.split(" ")
+    if len(parts) != 3 or len(exact) != 3:
+        # RFC 4475 3.1.2.8/3.1.2.9: LWS inside the Request-URI, or more than one SP.
         msg.method = parts[0] if _TOKEN.match(parts[0]) else None
         msg.uri = parts[1] if len(parts) > 1 else ""
         return Malformed("bad request line")
@@ -287,7 +287,8 @@ def _start_line(msg: SipMessage, line: str) -> Malformed | None:
         return Malformed("bad request line")
     if version.upper() != "SIP/2.0":
         return Malformed("version not supported", 505)
-    if ":" not in uri:
+    if not _SCHEME_URI.match(uri) or "?" in uri:
+        # RFC 4475 3.1.2.7 and 3.1.2.11: <> around it, or escaped headers in it.
         return Malformed("bad Request-URI")
     return None
 
@@ -300,7 +301,11 @@ def _check(msg: SipMessage) -> SipMessage | Malformed:
     for name in ("from", "to", "call-id", "cseq"):
         if len([k for k, _ in msg.headers if k == name]) > 1:
             return Malformed(f"more than one {canonical(name)}", message=msg)
-    if parse_via(msg.get("via") or "") is None:
+    vias = msg.all("via")
+    if parse_via(vias[0]) is None:
+        return Malformed("bad Via", message=msg)
+    if any(parse_via(v) is None for v in vias[1:]):
+        msg.headers = [(k, v) for k, v in msg.headers if k != "via"] + [("via", vias[0])]
         return Malformed("bad Via", message=msg)
     number, method = msg.cseq()
     if number < 0 or number > MAX_CSEQ:
@@ -308,7 +313,8 @@ def _check(msg: SipMessage) -> SipMessage | Malformed:
     if msg.is_request:
         if method != msg.method and not (msg.method == "ACK" and method == "INVITE"):
             return Malformed("CSeq method does not match the request", message=msg)
-        if parse_uri(msg.uri or "") is None and not (msg.uri or "").startswith("tel:"):
+        uri = msg.uri or ""
+        if uri.lower().startswith(("sip:", "sips:")) and parse_uri(uri) is None:
             return Malformed("bad Request-URI", message=msg)
         if parse_name_addr(msg.get("to") or "") is None:
             return Malformed("bad To", message=msg)
@@ -465,6 +471,8 @@ def parse_name_addr(text: str) -> NameAddr | None:
     else:
         lt = text.find("<")
         display = text[:lt].strip() if lt >= 0 else ""
+        if not _DISPLAY.match(display):
+            return None  # RFC 4475 3.1.2.15: an unquoted display name is tokens only
     if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:
@@ -475,6 +483,8 @@ def parse_name_addr(text: str) -> NameAddr | None:
         uri, _, rest = text.partition(";")
         params = parse_params(rest)
         uri = uri.strip()
+        if "?" in uri or "," in uri:
+            return None  # RFC 4475 3.1.2.13: such a URI must be enclosed in <>
     if ":" not in uri or " " in uri:
         return None
     return NameAddr(display, uri, params)

@@ -81,7 +81,7 @@ def to_tag(msg: SipMessage) -> str:
     """A To tag that is the same for every response to the same request."""
     from_ = parse_name_addr(msg.get("from") or "")
     seed = f"{msg.call_id}|{from_.tag if from_ else ''}"
-    return hashlib.blake2s(seed.encode(), digest_size=6).hexdigest()
+    return hashlib.blake2s(seed.encode("utf-8", "surrogateescape"), digest_size=6).hexdigest()
 
 
 def stamp_via(via_value: str, ip: str, port: int) -> str:
@@ -115,14 +115,19 @@ def make_response(
     vias = req.all("via")
     for i, via in enumerate(vias):
         resp.headers.append(("via", stamp_via(via, source_ip, source_port) if i == 0 else via))
-    resp.headers.append(("from", req.get("from") or ""))
     to = req.get("to") or ""
     to_addr = parse_name_addr(to)
     if tag and status > 100 and to_addr is not None and to_addr.tag is None:
         to = f"{to};tag={to_tag(req)}"
-    resp.headers.append(("to", to))
-    resp.headers.append(("call-id", req.call_id))
-    resp.headers.append(("cseq", req.get("cseq") or ""))
+    # A malformed request may lack some of these: echo what there is.
+    for name, value in (
+        ("from", req.get("from")),
+        ("to", to),
+        ("call-id", req.get("call-id")),
+        ("cseq", req.get("cseq")),
+    ):
+        if value:
+            resp.headers.append((name, value))
     resp.headers.extend(headers or [])
     resp.headers.append(("server", SERVER))
     return resp
