@@ -353,3 +353,53 @@ async def test_seed_gives_each_demo_tenant_a_ca_once(harness: ServiceHarness) ->
         assert response.status_code == 200, response.text
         subnets.add(response.json()["endpoint"]["subnet"])
     assert len(subnets) == len(TENANTS)
+
+
+async def test_concurrent_creation_makes_one_ca(harness: ServiceHarness) -> None:
+    import asyncio
+
+    tenant = await harness.add_tenant("bellavista")
+    headers = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
+    responses = await asyncio.gather(
+        *(
+            harness.client.post("/v1/tenants/bellavista/ca", json={}, headers=headers)
+            for _ in range(3)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409], [r.text for r in responses]
+
+
+async def test_crls_are_re_signed_before_they_expire(harness: ServiceHarness) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from centralino_vpn_ca.main import refresh_crls
+    from centralino_vpn_ca.models import CertificateAuthority
+    from sqlalchemy import update
+    from sqlmodel import col
+
+    tenant_id, headers = await make_ca(harness, "bellavista")
+    before = (await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)).json()
+    ctx = harness.runtime.extras["vpn_ca"]
+    assert await refresh_crls(harness.runtime, ctx) == 1
+    same = (await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)).json()
+    assert same["crl_number"] == before["crl_number"]
+    async with harness.runtime.sessionmaker() as session, session.begin():
+        await session.execute(
+            update(CertificateAuthority)
+            .where(col(CertificateAuthority.tenant_id) == tenant_id)
+            .values(crl_next_update=datetime.now(UTC) + timedelta(hours=1))
+        )
+    await refresh_crls(harness.runtime, ctx)
+    after = (await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)).json()
+    assert after["crl_number"] == before["crl_number"] + 1
+    assert datetime.fromisoformat(after["crl_next_update"]) > datetime.now(UTC) + timedelta(days=6)
+
+
+async def test_endpoint_host_cannot_inject_config(harness: ServiceHarness) -> None:
+    await harness.add_tenant("bellavista")
+    response = await harness.client.post(
+        "/v1/tenants/bellavista/ca",
+        json={"endpoint": {"remote_host": "vpn.example.com\nscript-security 2"}},
+        headers=harness.mint.headers("operator"),
+    )
+    assert response.status_code == 422

@@ -10,6 +10,7 @@ from centralino_proto.testing import ServiceHarness
 from centralino_vpn_ca.bundles import phone_models
 from centralino_vpn_ca.models import ProvisioningToken
 from sqlalchemy import update
+from sqlmodel import col
 
 BASE = "/v1/tenants/bellavista"
 
@@ -79,7 +80,7 @@ async def test_expired_withdrawn_and_revoked_tokens_get_410(harness: ServiceHarn
     async with harness.runtime.sessionmaker() as session, session.begin():
         await session.execute(
             update(ProvisioningToken)
-            .where(ProvisioningToken.id == uuid.UUID(expired["id"]))
+            .where(col(ProvisioningToken.id) == uuid.UUID(expired["id"]))
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
     response = await harness.client.get(f"/v1/provisioning/{expired['token']}")

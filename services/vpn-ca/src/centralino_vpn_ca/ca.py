@@ -15,6 +15,7 @@ from centralino_proto.events import CertIssued, CertRevoked
 from centralino_proto.web import Problem
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
@@ -245,7 +246,14 @@ async def create_ca(
     ca.sealed_key = ctx.vault.seal(pki.key_to_der(key), context=f"ca:{ca.id}")
     ca.tls_crypt_sealed = ctx.vault.seal(new_tls_crypt_key().encode(), context=f"tls-crypt:{ca.id}")
     session.add(ca)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        # Lost a race with another creation for this tenant or for the same subnet.
+        raise Problem(
+            409, "CA exists", f"tenant {tenant.slug} or subnet {where.subnet} is taken"
+        ) from exc
     issuer = pki.Issuer(certificate=certificate, key=key)
     await _write_crl(session=session, ctx=ctx, ca=ca, issuer=issuer)
     server = await _sign(

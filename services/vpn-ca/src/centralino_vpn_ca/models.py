@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
+import pydantic
 from centralino_proto.db import service_registry
 from pydantic import BaseModel, field_validator
 from sqlalchemy import BigInteger, Column, DateTime, Identity, LargeBinary, String
@@ -51,14 +52,22 @@ class VpnEndpoint(BaseModel):
 
 
 class VpnEndpointUpdate(BaseModel):
-    remote_host: str | None = Field(None, min_length=1, max_length=253)
-    port: int | None = Field(None, ge=1, le=65535)
+    remote_host: str | None = pydantic.Field(
+        None,
+        min_length=1,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$",
+        description="host name or IP address the phones connect to",
+    )
+    port: int | None = pydantic.Field(None, ge=1, le=65535)
     protocol: VpnProtocol | None = None
-    subnet: str | None = Field(None, description="private IPv4 CIDR, /16 to /29")
-    sip_edge: str | None = Field(None, description="IPv4 address pushed to clients as a route")
+    subnet: str | None = pydantic.Field(None, description="private IPv4 CIDR, /16 to /29")
+    sip_edge: str | None = pydantic.Field(
+        None, description="IPv4 address pushed to clients as a route"
+    )
 
 
-class CertificateAuthorityCreate(SQLModel):
+class CertificateAuthorityCreate(BaseModel):
     key_algorithm: KeyAlgorithm | None = None
     endpoint: VpnEndpointUpdate | None = None
 
@@ -136,31 +145,37 @@ class RevocationReason(StrEnum):
 assert {r.value for r in RevocationReason} == set(REVOCATION_REASONS)
 
 
-class CertificateBase(SQLModel):
-    common_name: str | None = Field(
+class CertificateBase(BaseModel):
+    common_name: str | None = pydantic.Field(
         None,
         min_length=1,
         max_length=64,
-        regex=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$",
         description="defaults to the CSR's CN, else the device id, else the certificate id",
     )
-    device_id: uuid.UUID | None = Field(None, description="the registrar's SIP device")
-    extension: str | None = Field(None, min_length=1, max_length=32, regex=r"^[0-9A-Za-z*#+_.-]+$")
+    device_id: uuid.UUID | None = pydantic.Field(None, description="the registrar's SIP device")
+    extension: str | None = pydantic.Field(
+        None, min_length=1, max_length=32, pattern=r"^[0-9A-Za-z*#+_.-]+$"
+    )
 
 
 class CertificateCreate(CertificateBase):
-    csr: str | None = Field(None, description="PEM CSR made by the phone; else a key is made here")
+    csr: str | None = pydantic.Field(
+        None, max_length=16384, description="PEM CSR made by the phone; else a key is made here"
+    )
     key_algorithm: KeyAlgorithm | None = None
-    validity_days: int | None = Field(None, ge=1, le=3650)
+    validity_days: int | None = pydantic.Field(None, ge=1, le=3650)
 
 
-class CertificateRenew(SQLModel):
-    csr: str | None = Field(None, description="a new CSR; else the same public key, or a new key")
-    validity_days: int | None = Field(None, ge=1, le=3650)
+class CertificateRenew(BaseModel):
+    csr: str | None = pydantic.Field(
+        None, max_length=16384, description="a new CSR; else the same public key, or a new key"
+    )
+    validity_days: int | None = pydantic.Field(None, ge=1, le=3650)
     revoke_previous: bool = False
 
 
-class CertificateRevoke(SQLModel):
+class CertificateRevoke(BaseModel):
     reason: RevocationReason = RevocationReason.unspecified
 
 
@@ -219,10 +234,10 @@ class CertificatePublic(SQLModel):
 # -- remote provisioning --------------------------------------------------------
 
 
-class ProvisioningTokenCreate(SQLModel):
+class ProvisioningTokenCreate(BaseModel):
     certificate_id: uuid.UUID
-    model: str = Field("generic", min_length=1, max_length=40)
-    ttl_seconds: int | None = Field(None, ge=60, le=30 * 86400)
+    model: str = pydantic.Field("generic", min_length=1, max_length=40)
+    ttl_seconds: int | None = pydantic.Field(None, ge=60, le=30 * 86400)
 
     @field_validator("model")
     @classmethod

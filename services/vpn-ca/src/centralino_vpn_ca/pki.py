@@ -17,6 +17,8 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 CertKind = Literal["device", "server"]
 
+CURVE_NAMES = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
+
 # Clock skew between the CA and a phone that has just booted without NTP.
 BACKDATE = timedelta(minutes=5)
 
@@ -46,7 +48,7 @@ def generate_key(algorithm: str) -> PrivateKey:
 def key_algorithm_of(key: PublicKey) -> str:
     """The name this service uses for a public key's algorithm."""
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ecdsa-{key.curve.name}"
+        return "ecdsa-" + CURVE_NAMES.get(key.curve.name, key.curve.name)
     return f"rsa-{key.key_size}"
 
 
