@@ -19,8 +19,10 @@ class Settings(ServiceSettings):
     # Secret for the HMAC of stateless nonces; empty = random per process (development only).
     sip_nonce_secret: SecretStr = SecretStr("")
     sip_nonce_lifetime: int = 300
-    # Digest algorithms offered, most preferred first (RFC 8760); MD5 first for older phones.
-    sip_digest_algorithms: list[str] = ["MD5", "SHA-256"]
+    # Digest algorithms offered, most preferred first (RFC 8760). Both are always verified,
+    # but offering SHA-256 by default would lock out phones that give up on the first
+    # challenge they cannot compute (baresip 1.0, Debian 12) instead of skipping it.
+    sip_digest_algorithms: list[str] = ["MD5"]
     # Registration intervals (seconds).
     sip_min_expires: int = 60
     sip_max_expires: int = 3600
