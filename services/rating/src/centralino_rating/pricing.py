@@ -10,7 +10,7 @@ from centralino_proto.events import CallClass
 from .lpm import RateMatch
 
 MICRO = Decimal("0.000001")
-ZERO = Decimal("0")
+ZERO = Decimal("0.000000")
 HUNDRED = Decimal("100")
 
 # Calls that never touch credit: they stay on our network or must always connect.

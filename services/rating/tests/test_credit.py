@@ -1,0 +1,132 @@
+"""Prepaid credit under concurrency, top-ups, ledger and credit events."""
+
+import asyncio
+import uuid
+from decimal import Decimal
+
+from centralino_proto.events import CallClass
+from centralino_proto.testing import ServiceHarness
+from rating_helpers import authorize, balance, call_ended, d, import_deck, top_up
+
+
+async def test_100_concurrent_authorizations_never_overspend(short_calls: ServiceHarness) -> None:
+    harness = short_calls
+    await import_deck(harness)
+    tenant = await harness.add_tenant("callshop", kind="call_shop")
+    await top_up(harness, "callshop", "1.00")
+    calls = [f"call-{i}" for i in range(100)]
+    # Italy mobile 0.03/min, 600 s per authorization: 0.30 each, so 3 full calls and one of 200 s.
+    answers = await asyncio.gather(
+        *(authorize(harness, tenant.tenant_id, "+393351234567", "mobile", call_id=c) for c in calls)
+    )
+    allowed = {c: a["max_seconds"] for c, a in zip(calls, answers, strict=True) if a["allowed"]}
+    assert sorted(allowed.values()) == [200, 600, 600, 600]
+    assert all(a["reason"] == "insufficient credit" for a in answers if not a["allowed"])
+    spendable = sum(Decimal(s) / 60 * Decimal("0.03") for s in allowed.values())
+    assert spendable == Decimal("1.00")
+    held = await balance(harness, "callshop")
+    assert d(held["reserved"]) == Decimal("1.00") and d(held["available"]) == 0
+
+    # Every allowed call runs to its limit and a few seconds over (the switch is late).
+    async with harness.probe("cdr.rated", "credit.exhausted") as probe:
+        for call_id, seconds in allowed.items():
+            await harness.publish(
+                call_ended(
+                    tenant.tenant_id,
+                    "+393351234567",
+                    seconds + 3,
+                    call_id=call_id,
+                    call_class=CallClass.mobile,
+                ),
+                tenant_id=tenant.tenant_id,
+            )
+        rated = await probe.wait_for("cdr.rated", len(allowed), timeout=30)
+        await probe.wait_for("credit.exhausted", 1, timeout=20)
+    assert sorted(e.data.billable_seconds for e in rated) == [200, 600, 600, 600]
+    after = await balance(harness, "callshop")
+    assert d(after["balance"]) == 0 and d(after["reserved"]) == 0
+
+
+async def test_top_up_is_for_managers_and_idempotent_by_reference(harness: ServiceHarness) -> None:
+    tenant = await harness.add_tenant("acme")
+    admin = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
+    refused = await harness.client.post(
+        "/v1/tenants/acme/top-ups", json={"amount": "5"}, headers=admin
+    )
+    assert refused.status_code == 403
+    assert refused.headers["content-type"] == "application/problem+json"
+    operator = harness.mint.headers("operator")
+    for status in (201, 200):
+        response = await harness.client.post(
+            "/v1/tenants/acme/top-ups",
+            json={"amount": "12.50", "reference": "bonifico-77"},
+            headers=operator,
+        )
+        assert response.status_code == status, response.text
+    clash = await harness.client.post(
+        "/v1/tenants/acme/top-ups",
+        json={"amount": "1.00", "reference": "bonifico-77"},
+        headers=operator,
+    )
+    assert clash.status_code == 409
+    for bad in ({"amount": "-1"}, {"amount": "0"}, {"amount": "1.0000001"}, {"amount": "abc"}):
+        response = await harness.client.post("/v1/tenants/acme/top-ups", json=bad, headers=operator)
+        assert response.status_code == 422, bad
+    assert d((await balance(harness, "acme"))["balance"]) == Decimal("12.50")
+    # A reseller sees only its own tenants.
+    other = harness.mint.headers("reseller", reseller_id=uuid.uuid4())
+    hidden = await harness.client.post(
+        "/v1/tenants/acme/top-ups", json={"amount": "1"}, headers=other
+    )
+    assert hidden.status_code == 404
+
+
+async def test_credit_low_and_ledger_paging(harness: ServiceHarness) -> None:
+    await import_deck(harness)
+    tenant = await harness.add_tenant("acme")
+    operator = harness.mint.headers("operator")
+    await top_up(harness, "acme", "1.00")
+    threshold = await harness.client.patch(
+        "/v1/tenants/acme/balance", json={"low_threshold": "0.95"}, headers=operator
+    )
+    assert threshold.status_code == 200
+    async with harness.probe("credit.low", "credit.changed") as probe:
+        await harness.publish(
+            call_ended(tenant.tenant_id, "+393351234567", 120, call_class=CallClass.mobile),
+            tenant_id=tenant.tenant_id,
+        )
+        (low,) = await probe.wait_for("credit.low", timeout=20)
+        changed = await probe.wait_for("credit.changed", timeout=20)
+    assert (low.data.balance, low.data.threshold) == (Decimal("0.94"), Decimal("0.95"))
+    assert changed[-1].data.kind == "call" and changed[-1].data.amount == Decimal("-0.06")
+    page = (await harness.client.get("/v1/tenants/acme/ledger?limit=1", headers=operator)).json()
+    assert [e["kind"] for e in page["entries"]] == ["call"]
+    older = await harness.client.get(
+        f"/v1/tenants/acme/ledger?limit=1&before={page['next_before']}", headers=operator
+    )
+    assert [e["kind"] for e in older.json()["entries"]] == ["top_up"]
+    assert older.json()["entries"][0]["balance_after"] == "1.000000"
+
+
+async def test_authorize_needs_a_service_token_and_a_valid_request(harness: ServiceHarness) -> None:
+    tenant = await harness.add_tenant("acme")
+    body = {
+        "tenant_id": str(tenant.tenant_id),
+        "call_id": "x",
+        "extension": "101",
+        "e164": "+390612345678",
+        "class": "national_fixed",
+    }
+    user = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
+    assert (await harness.client.post("/v1/authorize", json=body, headers=user)).status_code == 403
+    service = harness.mint.headers("service")
+    bad = await harness.client.post(
+        "/v1/authorize", json={**body, "e164": "0612345678"}, headers=service
+    )
+    assert bad.status_code == 422
+    # No deck yet: nothing to price the call with.
+    answer = (await harness.client.post("/v1/authorize", json=body, headers=service)).json()
+    assert answer == {"allowed": False, "max_seconds": None, "reason": "no rate for +390612345678"}
+    unknown = {**body, "tenant_id": str(uuid.uuid4())}
+    answer = (await harness.client.post("/v1/authorize", json=unknown, headers=service)).json()
+    assert answer["allowed"] is False and answer["reason"] == "unknown or inactive tenant"
