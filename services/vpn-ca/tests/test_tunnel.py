@@ -5,20 +5,26 @@ phone behind an access provider. Every address (10.199.x.x) exists only inside
 them. The client namespace has no route to the SIP edge except the one the
 server pushes, so a REGISTER that gets answered went through the tunnel.
 
-The SIP edge is `sip_edge()`: for now sipp as a UAS answering REGISTER (the
-registrar is built in parallel); swapping in the real registrar means changing
-that one function to start it bound to SIP_EDGE inside the server namespace.
+What answers at the SIP edge is one of two `Edge`s (the test runs with both):
+sipp as a UAS answering REGISTER over UDP inside the server namespace, and the
+real registrar (its app in process, SIP on 127.0.0.1) reached from the SIP
+edge address over TCP through a socat bridge on a Unix socket, so no address
+is added outside the namespaces.
 """
 
+import asyncio
 import contextlib
 import os
+import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from centralino_proto.testing import ServiceHarness
+import pytest
+from centralino_proto.testing import ServiceHarness, service_under_test
 
 UNDERLAY_SERVER = "10.199.1.1"
 UNDERLAY_CLIENT = "10.199.1.2"
@@ -53,13 +59,13 @@ UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <send retrans="500">
     <![CDATA[
       REGISTER sip:[field0] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       Max-Forwards: 70
       From: <sip:[service]@[field0]>;tag=[pid]ua[call_number]
       To: <sip:[service]@[field0]>
       Call-ID: [call_id]
       CSeq: 1 REGISTER
-      Contact: <sip:[service]@[local_ip]:[local_port]>
+      Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
       Expires: 300
       User-Agent: centralino-vpn-test
       Content-Length: 0
@@ -72,13 +78,13 @@ UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
   <send retrans="500">
     <![CDATA[
       REGISTER sip:[field0] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch];rport
       Max-Forwards: 70
       From: <sip:[service]@[field0]>;tag=[pid]ua[call_number]
       To: <sip:[service]@[field0]>
       Call-ID: [call_id]
       CSeq: 2 REGISTER
-      Contact: <sip:[service]@[local_ip]:[local_port]>
+      Contact: <sip:[service]@[local_ip]:[local_port];transport=[transport]>
       [authentication]
       Expires: 300
       User-Agent: centralino-vpn-test
@@ -163,7 +169,7 @@ class Processes:
                     proc.wait(timeout=10)
 
 
-def wait_for_text(
+async def wait_for_text(
     path: Path, text: str, *, timeout: float, proc: subprocess.Popen[bytes] | None = None
 ) -> str:
     deadline = time.monotonic() + timeout
@@ -173,7 +179,7 @@ def wait_for_text(
             return content
         if proc is not None and proc.poll() is not None:
             break
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     content = path.read_text(errors="replace") if path.exists() else ""
     raise AssertionError(f"{text!r} not in {path.name} within {timeout}s:\n{content[-3000:]}")
 
@@ -183,13 +189,21 @@ def tunnel_address(ns: str) -> str:
     return out.split("inet ")[1].split("/")[0]
 
 
-def sip_edge(
-    procs: Processes, server_ns: str, workdir: Path
-) -> tuple[subprocess.Popen[bytes], Path]:
-    """What answers REGISTER at SIP_EDGE:SIP_PORT in the server namespace (sipp as UAS for now)."""
+@dataclass
+class Edge:
+    """What answers REGISTER at SIP_EDGE:SIP_PORT in the server namespace."""
+
+    transport: str  # sipp's -t: u1 (UDP) or t1 (TCP)
+    # Checks, from the edge's side, that the phone registered from its tunnel address.
+    confirm: Callable[[str], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def sipp_edge(procs: Processes, server_ns: str, workdir: Path) -> AsyncIterator[Edge]:
+    """sipp as a UAS on UDP, answering one REGISTER with 200."""
     (workdir / "uas.xml").write_text(UAS_SCENARIO)
     messages = workdir / "uas-messages.log"
-    proc = procs.start(
+    uas = procs.start(
         "ip",
         "netns",
         "exec",
@@ -213,11 +227,91 @@ def sip_edge(
         "-nostdin",
         log=workdir / "uas.out",
     )
-    return proc, messages
+
+    async def confirm(phone_address: str) -> None:
+        await asyncio.to_thread(uas.wait, 30)
+        assert uas.returncode == 0, (workdir / "uas.out").read_text()[-2000:]
+        seen = messages.read_text()
+        assert f"Via: SIP/2.0/UDP {phone_address}:" in seen, seen[-2000:]
+
+    await asyncio.sleep(0.5)
+    yield Edge(transport="u1", confirm=confirm)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def registrar_edge(procs: Processes, server_ns: str, workdir: Path) -> AsyncIterator[Edge]:
+    """The registrar, with device 101 (password secret101), bridged to SIP_EDGE over TCP."""
+    from centralino_registrar.config import Settings as RegistrarSettings
+    from centralino_registrar.main import create_app as create_registrar
+
+    port = free_port()
+    async with service_under_test(
+        create_registrar,
+        RegistrarSettings,
+        db_name="test_vpn_ca_registrar",
+        sip_host="127.0.0.1",
+        sip_port=port,
+    ) as registrar:
+        tenant = await registrar.add_tenant("bellavista")
+        admin = registrar.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
+        device = await registrar.client.post(
+            "/v1/tenants/bellavista/extensions/101/devices",
+            json={"username": "101", "password": "secret101"},
+            headers=admin,
+        )
+        assert device.status_code == 201, device.text
+        bridge = workdir / "edge.sock"
+        procs.start(
+            "socat",
+            f"UNIX-LISTEN:{bridge},fork",
+            f"TCP4:127.0.0.1:{port}",
+            log=workdir / "socat-host.log",
+        )
+        for _ in range(50):
+            if bridge.exists():
+                break
+            await asyncio.sleep(0.1)
+        procs.start(
+            "ip",
+            "netns",
+            "exec",
+            server_ns,
+            "socat",
+            f"TCP4-LISTEN:{SIP_PORT},bind={SIP_EDGE},fork,reuseaddr",
+            f"UNIX-CONNECT:{bridge}",
+            log=workdir / "socat-edge.log",
+        )
+        await asyncio.sleep(0.5)
+
+        async def confirm(phone_address: str) -> None:
+            status = await registrar.client.get(
+                "/v1/tenants/bellavista/line-status/101", headers=admin
+            )
+            assert status.status_code == 200, status.text
+            contacts = [b["contact"] for b in status.json()]
+            assert any(phone_address in c for c in contacts), contacts
+
+        yield Edge(transport="t1", confirm=confirm)
+
+
+EDGES = {"sipp-uas": sipp_edge, "registrar": registrar_edge}
 
 
 def register(
-    client_ns: str, source: str, workdir: Path, *, user: str, password: str, domain: str
+    client_ns: str,
+    source: str,
+    workdir: Path,
+    *,
+    transport: str,
+    user: str,
+    password: str,
+    domain: str,
 ) -> subprocess.CompletedProcess[str]:
     """One REGISTER from the phone's namespace to the SIP edge, answering a challenge if any."""
     (workdir / "uac.xml").write_text(UAC_SCENARIO)
@@ -242,7 +336,7 @@ def register(
         "-ap",
         password,
         "-t",
-        "u1",
+        transport,
         "-m",
         "1",
         "-timeout",
@@ -254,8 +348,9 @@ def register(
     )
 
 
+@pytest.mark.parametrize("edge_kind", list(EDGES))
 async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
-    harness: ServiceHarness, tmp_path: Path
+    harness: ServiceHarness, tmp_path: Path, edge_kind: str
 ) -> None:
     tenant = await harness.add_tenant("bellavista")
     admin = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
@@ -328,7 +423,7 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
                 str(tmp_path / "server.conf"),
                 log=tmp_path / "server.log",
             )
-            wait_for_text(
+            await wait_for_text(
                 tmp_path / "server.log",
                 "Initialization Sequence Completed",
                 timeout=60,
@@ -345,7 +440,7 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
                 str(tmp_path / "room-101.ovpn"),
                 log=tmp_path / "room-101.log",
             )
-            wait_for_text(
+            await wait_for_text(
                 tmp_path / "room-101.log",
                 "Initialization Sequence Completed",
                 timeout=60,
@@ -372,21 +467,22 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
             phone_address = tunnel_address(client_ns)
             assert phone_address.startswith("10.199.2.")
 
-            edge, messages = sip_edge(procs, server_ns, tmp_path)
-            time.sleep(0.5)
-            registered = register(
-                client_ns,
-                phone_address,
-                tmp_path,
-                user="101",
-                password="secret101",
-                domain="bellavista.centralino.test",
-            )
-            assert registered.returncode == 0, registered.stdout[-3000:] + registered.stderr[-2000:]
-            edge.wait(timeout=30)
-            assert edge.returncode == 0
-            seen = messages.read_text()
-            assert f"Via: SIP/2.0/UDP {phone_address}:" in seen, seen[-2000:]
+            async with EDGES[edge_kind](procs, server_ns, tmp_path) as edge:
+                # Off the event loop: the registrar in process answers on this loop.
+                registered = await asyncio.to_thread(
+                    register,
+                    client_ns,
+                    phone_address,
+                    tmp_path,
+                    transport=edge.transport,
+                    user="101",
+                    password="secret101",
+                    domain="bellavista.centralino.test",
+                )
+                assert registered.returncode == 0, (
+                    registered.stdout[-3000:] + registered.stderr[-2000:]
+                )
+                await edge.confirm(phone_address)
 
             # Room 102 is revoked; the server reads the new CRL on the next handshake.
             revoked = await harness.client.post(
@@ -414,9 +510,9 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
                 "20",
                 log=tmp_path / "room-102.log",
             )
-            log = wait_for_text(tmp_path / "server.log", "certificate revoked", timeout=60)
+            log = await wait_for_text(tmp_path / "server.log", "certificate revoked", timeout=60)
             assert room_102["common_name"] in log
-            time.sleep(2)
+            await asyncio.sleep(2)
             assert (
                 "Initialization Sequence Completed" not in (tmp_path / "room-102.log").read_text()
             )
