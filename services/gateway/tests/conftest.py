@@ -78,7 +78,7 @@ def echo_app(seen: list[dict[str, Any]]) -> FastAPI:
             "query": request.url.query,
             "authorization": request.headers.get("authorization"),
             "idempotency_key": request.headers.get("idempotency-key"),
-            "body": body.decode(),
+            "body": body.decode(errors="replace"),
         }
         seen.append(record)
         if path.endswith("/calls") and request.method == "POST":

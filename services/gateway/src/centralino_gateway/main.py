@@ -13,8 +13,10 @@ import httpx
 from centralino_proto.auth import JWKSVerifier
 from centralino_proto.events import Envelope, event_types
 from centralino_proto.service import ServiceRuntime, create_service_app
-from fastapi import FastAPI
+from centralino_proto.web import Problem
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import sessions, webhooks
@@ -122,4 +124,27 @@ def create_app(
     # The gateway verifies its own tokens from its keyring: no HTTP call to itself.
     runtime.verifier = GatewayVerifier(keyring, trusted=verifier)
     app.add_middleware(IdempotencyMiddleware)
+    install_database_problems(app)
     return app
+
+
+def install_database_problems(app: FastAPI) -> None:
+    """What PostgreSQL refuses is the caller's problem (4xx), not a crash (5xx)."""
+
+    @app.exception_handler(IntegrityError)
+    async def _conflict(request: Request, exc: IntegrityError) -> Response:
+        # Two requests raced for the same unique name; the loser is told so.
+        return Problem(409, "Conflict", "the change conflicts with existing data").response(
+            request.url.path
+        )
+
+    @app.exception_handler(DBAPIError)
+    async def _data(request: Request, exc: DBAPIError) -> Response:
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if sqlstate and str(sqlstate).startswith("22"):
+            # Class 22, data exception: NUL bytes, values out of range...
+            return Problem(422, "Invalid value", "a value cannot be stored as given").response(
+                request.url.path
+            )
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        return Problem(500, "Internal error").response(request.url.path)

@@ -237,6 +237,12 @@ class ApiKeyCreate(ApiKeyBase):
             raise ValueError("at least one scope")
         return sorted(set(value))
 
+    @field_validator("expires_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        # A naive time is taken as UTC.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
+
 
 class ApiKey(ApiKeyBase, table=True):
     __tablename__ = "api_key"

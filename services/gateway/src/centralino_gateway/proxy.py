@@ -142,7 +142,11 @@ async def forward(
         headers["authorization"] = authorization
     if request.client:
         headers["x-forwarded-for"] = request.client.host
-    url = base + request.url.path
+    if any(segment in (".", "..") for segment in request.url.path.split("/")):
+        raise Problem(400, "Invalid path", "dot segments are not allowed in a path")
+    # The path exactly as the caller encoded it (%2F stays one segment).
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    url = base + raw_path.decode("latin-1")
     try:
         upstream = await client.request(
             request.method,

@@ -69,7 +69,7 @@ async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Ad
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, None)
-    except OSError as exc:
+    except (OSError, UnicodeError) as exc:
         raise Problem(422, "Invalid webhook URL", f"the host {host} does not resolve") from exc
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
@@ -88,6 +88,8 @@ async def check_url(url: str, settings: Settings) -> None:
     if port == 0:
         raise Problem(422, "Invalid webhook URL", "port 0 is not a port")
     host = parts.hostname.lower()
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise Problem(422, "Invalid webhook URL", "control characters or spaces in the URL")
     if host in settings.allowed_webhook_hosts():
         return
     for address in await _addresses(host):
