@@ -292,28 +292,32 @@ async def build_plans(
         zones[t.tenant_id] = t.timezone
     # The classes tuple is shared: most stations have one of a few permission sets.
     allowed_sets: dict[tuple[bool, ...], frozenset[CallClass]] = {}
-    for e in extensions:
-        plan = plans.get(e.tenant_id)
+    for ext_id, tenant_id, number, kind, enabled, *flag_list in extensions:
+        plan = plans.get(tenant_id)
         if plan is None:
             continue
-        flags = tuple(getattr(e, f"allow_{c.value}") for c in PERMISSION_CLASSES)
+        flags = tuple(flag_list)
         allowed = allowed_sets.get(flags)
         if allowed is None:
             allowed = frozenset(c for c, on in zip(PERMISSION_CLASSES, flags, strict=True) if on)
             allowed_sets[flags] = allowed
-        forwards = rules.get(e.id, {})
-        plan.stations[e.number] = Station(
-            number=e.number,
-            kind=e.kind,
-            enabled=e.enabled,
-            allowed=allowed,
-            unconditional=forwards.get(ForwardCondition.unconditional),
-            busy=forwards.get(ForwardCondition.busy),
-            no_answer=forwards.get(ForwardCondition.no_answer),
-            unavailable=forwards.get(ForwardCondition.unavailable),
+        forwards = rules.get(ext_id)
+        plan.stations[number] = (
+            Station(
+                number,
+                kind,
+                enabled,
+                allowed,
+                forwards.get(ForwardCondition.unconditional),
+                forwards.get(ForwardCondition.busy),
+                forwards.get(ForwardCondition.no_answer),
+                forwards.get(ForwardCondition.unavailable),
+            )
+            if forwards
+            else Station(number, kind, enabled, allowed)
         )
-        if e.kind == "operator" and (plan.operator is None or e.number < plan.operator):
-            plan.operator = e.number
+        if kind == "operator" and (plan.operator is None or number < plan.operator):
+            plan.operator = number
     schedules = {
         s.id: _schedule(s, zones.get(s.tenant_id, "Europe/Rome"))
         for s in schedule_rows
