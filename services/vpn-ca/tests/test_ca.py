@@ -270,6 +270,14 @@ async def test_csr_input_is_checked(harness: ServiceHarness, tmp_path: Path) -> 
     )
     assert weak.status_code == 422
     assert "2048" in weak.json()["detail"]
+    openssl(
+        "req", "-new", "-newkey", "ed25519", "-nodes", "-keyout", "ed.key",
+        "-subj", "/CN=ed", "-out", "ed.csr", cwd=tmp_path,
+    )  # fmt: skip
+    ed = await harness.client.post(
+        url, json={"csr": (tmp_path / "ed.csr").read_text()}, headers=headers
+    )
+    assert ed.status_code == 422, ed.text
     bad_cn = await harness.client.post(url, json={"common_name": "a b"}, headers=headers)
     assert bad_cn.status_code == 422
     first = await harness.client.post(url, json={"common_name": "reception"}, headers=headers)
@@ -403,3 +411,40 @@ async def test_endpoint_host_cannot_inject_config(harness: ServiceHarness) -> No
         headers=harness.mint.headers("operator"),
     )
     assert response.status_code == 422
+
+
+BAD_INPUT = [
+    ("post", "/ca", {"key_algorithm": "dsa-1024"}),
+    ("post", "/ca", {"endpoint": {"protocol": "sctp"}}),
+    ("post", "/ca", {"endpoint": {"subnet": "fd00::/64"}}),
+    ("post", "/ca", {"endpoint": {"subnet": "10.0.0.0/8"}}),
+    ("post", "/certificates", {"device_id": "not-a-uuid"}),
+    ("post", "/certificates", {"validity_days": 0}),
+    ("post", "/certificates", {"extension": "10 1"}),
+    ("post", "/certificates", {"csr": 42}),
+    ("post", "/certificates", "not json"),
+    ("post", "/provisioning-tokens", {"model": "generic"}),
+    ("post", "/provisioning-tokens", {"certificate_id": "x"}),
+    ("get", "/certificates?status=lost", None),
+    ("get", "/ca/crl?format=xml", None),
+    ("get", "/ca/openvpn-server.conf?crl_path=relative/crl.pem", None),
+    ("get", "/ca/openvpn-server.conf?crl_path=/tmp/a%0Aplugin%20x", None),
+]
+
+
+async def test_bad_input_is_a_4xx_problem(harness: ServiceHarness) -> None:
+    await make_ca(harness, "bellavista")
+    headers = harness.mint.headers("operator")
+    for method, path, body in BAD_INPUT:
+        url = f"/v1/tenants/bellavista{path}"
+        if method == "get":
+            response = await harness.client.get(url, headers=headers)
+        elif isinstance(body, str):
+            response = await harness.client.post(
+                url, content=body, headers={**headers, "content-type": "application/json"}
+            )
+        else:
+            response = await harness.client.post(url, json=body, headers=headers)
+        assert 400 <= response.status_code < 500, (path, body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["title"]

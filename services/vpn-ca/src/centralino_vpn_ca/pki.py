@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -236,11 +237,12 @@ def load_csr(pem: str) -> x509.CertificateSigningRequest:
     """A CSR this CA will sign: well-formed, self-signed correctly, a key strong enough."""
     try:
         csr = x509.load_pem_x509_csr(pem.encode())
-    except ValueError as exc:
-        raise CsrError("not a PEM certificate signing request") from exc
-    if not csr.is_signature_valid:
+        signed = csr.is_signature_valid
+        key = csr.public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise CsrError(f"not a usable PEM certificate signing request ({exc})") from exc
+    if not signed:
         raise CsrError("the CSR's signature does not match its public key")
-    key = csr.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < 2048:
             raise CsrError(f"RSA keys below 2048 bits are refused (got {key.key_size})")
