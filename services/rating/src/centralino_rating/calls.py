@@ -249,7 +249,7 @@ async def rate_call(
             kind=LedgerEntryKind.call,
             amount=-price,
             description=f"call {event.extension} -> {e164} {seconds}s",
-            reference=f"call:{event.call_id}",
+            # No reference lookup: the CDR's unique call id already makes this once.
             call_id=event.call_id,
         )
     if reservation is not None and reservation.settled_at is None:

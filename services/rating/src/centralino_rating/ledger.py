@@ -31,14 +31,17 @@ async def ensure_account(session: AsyncSession, *, tenant_id: uuid.UUID) -> None
 
 async def lock_account(session: AsyncSession, *, tenant_id: uuid.UUID) -> Account:
     """The tenant's account, locked until the transaction ends (opened if missing)."""
-    await ensure_account(session, tenant_id=tenant_id)
-    result = await session.execute(
+    query = (
         select(Account)
         .where(col(Account.tenant_id) == tenant_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return result.scalar_one()
+    account = (await session.execute(query)).scalar_one_or_none()
+    if account is None:
+        await ensure_account(session, tenant_id=tenant_id)
+        account = (await session.execute(query)).scalar_one()
+    return account
 
 
 async def held(

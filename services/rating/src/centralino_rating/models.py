@@ -82,12 +82,10 @@ class Rate(Model, table=True):
     """A deck row: what a minute to a prefix costs the operator from a date on."""
 
     __tablename__ = "rate"
-    __table_args__ = (Index("ix_rate_deck_id_prefix", "deck_id", "prefix"),)
-    # Surrogate key: the deck is written with COPY, uniqueness is checked after.
-    id: int | None = Field(
-        default=None, sa_column=Column(BigInteger, primary_key=True, autoincrement=True)
-    )
-    deck_id: uuid.UUID = Field(foreign_key="rate_deck.id", ondelete="CASCADE")
+    # Keyed by the CSV line it came from: no sequence, no foreign-key trigger per row,
+    # so COPY runs at full speed (the deck row is written in the same transaction).
+    deck_id: uuid.UUID = Field(primary_key=True)
+    line: int = Field(primary_key=True)
     prefix: str = Field(max_length=20)
     destination: str = Field(sa_column=Column(Text, nullable=False))
     rate_per_minute: Decimal = Field(default=Decimal("0"), sa_column=money(default=None))
@@ -95,8 +93,6 @@ class Rate(Model, table=True):
     increment: int = Field(default=1, sa_column=Column(Integer, nullable=False))
     minimum: int = Field(default=0, sa_column=Column(Integer, nullable=False))
     effective_from: datetime = Field(default_factory=utcnow, sa_column=stamp(now=False))
-    # The CSV line it came from, so an audit can point back at the file.
-    line: int = Field(sa_column=Column(Integer, nullable=False))
 
 
 # -- plans and subscriptions ------------------------------------------------
