@@ -507,3 +507,114 @@ async def test_port_completed_makes_the_numbers_dids(demo: ServiceHarness, route
         at=WORKDAY,
     )
     assert on_net["class"] == "on_net"
+
+
+async def test_schedules_and_menus_validate_and_stay_while_used(demo: ServiceHarness) -> None:
+    headers = _admin(demo, ROSSI_ROMA)
+    schedule_id, menu_id = await _night_service(demo)
+    backwards = await demo.client.post(
+        _url(ROSSI_ROMA, "/schedules"),
+        json={"name": "x", "opening_hours": [{"days": [0], "opens": "18:00", "closes": "09:00"}]},
+        headers=headers,
+    )
+    _problem(backwards, 422, "Invalid request")
+    bad_zone = await demo.client.post(
+        _url(ROSSI_ROMA, "/schedules"),
+        json={
+            "name": "y",
+            "timezone": "Europe/Atlantis",
+            "opening_hours": [{"days": [0], "opens": "09:00", "closes": "18:00"}],
+        },
+        headers=headers,
+    )
+    _problem(bad_zone, 422, "Invalid request")
+    bad_key = await demo.client.post(
+        _url(ROSSI_ROMA, "/ivr-menus"),
+        json={"name": "z", "prompt": "p", "options": {"A": {"kind": "operator"}}},
+        headers=headers,
+    )
+    _problem(bad_key, 422, "Invalid request")
+    unknown = await demo.client.post(
+        _url(ROSSI_ROMA, "/ivr-menus"),
+        json={
+            "name": "z",
+            "prompt": "p",
+            "options": {"2": {"kind": "extension", "extension": "499"}},
+        },
+        headers=headers,
+    )
+    _problem(unknown, 422, "Unknown target")
+    _problem(
+        await demo.client.delete(_url(ROSSI_ROMA, f"/schedules/{schedule_id}"), headers=headers),
+        409,
+        "Schedule in use",
+    )
+    _problem(
+        await demo.client.delete(_url(ROSSI_ROMA, f"/ivr-menus/{menu_id}"), headers=headers),
+        409,
+        "IVR menu in use",
+    )
+    # Another tenant's menu is not a valid target.
+    foreign = await demo.client.post(
+        _url(ROSSI_MILANO, "/numbers"),
+        json={"e164": "+39021234599", "target": {"kind": "ivr", "menu_id": menu_id}},
+        headers=_admin(demo, ROSSI_MILANO),
+    )
+    _problem(foreign, 422, "Unknown target")
+    # Once the number no longer follows them, both can go.
+    cleared = await demo.client.patch(
+        _url(ROSSI_ROMA, "/numbers/+39062022600"),
+        json={"night_target": None, "schedule_id": None},
+        headers=headers,
+    )
+    assert cleared.status_code == 200, cleared.text
+    assert (
+        await demo.client.delete(_url(ROSSI_ROMA, f"/schedules/{schedule_id}"), headers=headers)
+    ).status_code == 204
+    assert (
+        await demo.client.delete(_url(ROSSI_ROMA, f"/ivr-menus/{menu_id}"), headers=headers)
+    ).status_code == 204
+
+
+async def test_seed_is_idempotent(demo: ServiceHarness) -> None:
+    from centralino_routing.seed import seed
+
+    before = (
+        await demo.client.get(_url(BELLAVISTA, "/extensions"), headers=_admin(demo, BELLAVISTA))
+    ).json()
+    await seed(demo.runtime)
+    after = (
+        await demo.client.get(_url(BELLAVISTA, "/extensions"), headers=_admin(demo, BELLAVISTA))
+    ).json()
+    assert before == after
+    assert [e["number"] for e in after] == [str(n) for n in range(100, 111)]
+    rooms = {e["number"]: e["permissions"] for e in after}
+    assert rooms["103"]["mobile"] is False and rooms["103"]["international"] is False
+    assert rooms["108"]["mobile"] is True and rooms["108"]["international"] is True
+    assert {e["kind"] for e in after if e["number"] != "100"} == {"station"}
+
+
+async def test_a_suspended_tenant_keeps_only_emergency(demo: ServiceHarness, route: Any) -> None:
+    from centralino_proto.demo import RESELLER_ID
+    from centralino_proto.events import TenantKind, TenantUpdated
+    from centralino_proto.testing import until
+
+    await demo.publish(
+        TenantUpdated(
+            tenant_id=BELLAVISTA.tenant_id,
+            slug=BELLAVISTA.slug,
+            name=BELLAVISTA.name,
+            kind=TenantKind.hotel,
+            reseller_id=RESELLER_ID,
+            sip_realm=BELLAVISTA.sip_realm,
+            active=False,
+        ),
+        tenant_id=BELLAVISTA.tenant_id,
+    )
+    call = {"tenant_id": str(BELLAVISTA.tenant_id), "extension": "106", "at": WORKDAY}
+
+    async def suspended() -> bool:
+        return (await route(demo, **call, digits="0612345678"))["action"] == "reject"
+
+    await until(suspended, timeout=20, message="bellavista suspended")
+    assert (await route(demo, **call, digits="112"))["class"] == "emergency"
