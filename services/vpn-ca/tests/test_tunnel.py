@@ -14,9 +14,11 @@ is added outside the namespaces.
 
 import asyncio
 import contextlib
+import io
 import os
 import socket
 import subprocess
+import tarfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -402,6 +404,27 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
     assert bundle.status_code == 200
     (tmp_path / "room-102.ovpn").write_bytes(bundle.content)
 
+    # Phone 103 is a Yealink: its client.tar comes through a one-time URL too.
+    room_103 = (
+        await harness.client.post(f"{base}/certificates", json={"extension": "103"}, headers=admin)
+    ).json()
+    yealink_token = (
+        await harness.client.post(
+            f"{base}/provisioning-tokens",
+            json={"certificate_id": room_103["id"], "model": "yealink"},
+            headers=admin,
+        )
+    ).json()
+    yealink_tar = (await harness.client.get(f"/v1/provisioning/{yealink_token['token']}")).content
+    yealink_dir = tmp_path / "yealink"
+    with tarfile.open(fileobj=io.BytesIO(yealink_tar)) as archive:
+        archive.extractall(yealink_dir, filter="data")
+    # Where the phone unpacks keys/ (/config/openvpn/keys) is this directory here.
+    cnf = (yealink_dir / "vpn.cnf").read_text()
+    (yealink_dir / "vpn.cnf").write_text(
+        cnf.replace("/config/openvpn/keys/", f"{yealink_dir}/keys/")
+    )
+
     crl_path = tmp_path / "crl.pem"
     crl_path.write_text((await harness.client.get(f"{base}/ca/crl", headers=admin)).text)
     conf = await harness.client.get(
@@ -483,6 +506,18 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
                     registered.stdout[-3000:] + registered.stderr[-2000:]
                 )
                 await edge.confirm(phone_address)
+
+            yealink = procs.start(
+                *("ip", "netns", "exec", client_ns, "openvpn"),
+                *("--config", str(yealink_dir / "vpn.cnf"), "--dev", "tun2"),
+                log=tmp_path / "room-103.log",
+            )
+            await wait_for_text(
+                tmp_path / "room-103.log",
+                "Initialization Sequence Completed",
+                timeout=60,
+                proc=yealink,
+            )
 
             # Room 102 is revoked; the server reads the new CRL on the next handshake.
             revoked = await harness.client.post(
