@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 
 from pydantic import Field
@@ -27,6 +28,10 @@ class CdrRated(Event):
     price: Money
     station_price: Money
     currency: str = "EUR"
+    # Added later, optional so older consumers and producers keep validating.
+    charged_seconds: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
 
 
 class LedgerEntryKind(StrEnum):

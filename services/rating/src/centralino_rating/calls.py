@@ -272,6 +272,9 @@ async def rate_call(
             price=cdr.price,
             station_price=cdr.station_price,
             currency=cdr.currency,
+            charged_seconds=cdr.charged_seconds,
+            started_at=cdr.started_at,
+            ended_at=cdr.ended_at,
         ),
         tenant_id=cdr.tenant_id,
     )
