@@ -448,3 +448,24 @@ async def test_bad_input_is_a_4xx_problem(harness: ServiceHarness) -> None:
         assert 400 <= response.status_code < 500, (path, body, response.text)
         assert response.headers["content-type"] == "application/problem+json"
         assert response.json()["title"]
+
+
+async def test_a_deleted_tenant_gets_no_new_certificates(harness: ServiceHarness) -> None:
+    from centralino_proto.events import TenantDeleted
+
+    tenant_id, headers = await make_ca(harness, "bellavista")
+    await harness.publish(
+        TenantDeleted(tenant_id=tenant_id, slug="bellavista"), tenant_id=tenant_id
+    )
+
+    async def refused() -> bool:
+        response = await harness.client.post(
+            "/v1/tenants/bellavista/certificates", json={"extension": "100"}, headers=headers
+        )
+        return response.status_code == 409 and response.json()["title"] == "Tenant inactive"
+
+    await until(refused, timeout=20, message="issuing refused for a deleted tenant")
+    # What exists stays readable.
+    assert (
+        await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)
+    ).status_code == 200

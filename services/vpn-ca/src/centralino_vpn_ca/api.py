@@ -58,10 +58,12 @@ ContextDep = Annotated[domain.CaContext, Depends(get_context)]
 OutboxDep = Annotated[Outbox, Depends(get_outbox)]
 
 
-def _manager(claims: Claims) -> None:
+def _manager(claims: Claims, tenant: Tenant | None = None) -> None:
     # Tenant users may look; changing certificates is for admins and the operator side.
     if claims.role is Role.tenant_user:
         raise Problem(403, "Forbidden", "managing VPN certificates needs an admin role")
+    if tenant is not None and not tenant.active:
+        raise Problem(409, "Tenant inactive", f"tenant {tenant.slug} is deleted or suspended")
 
 
 def _operator(claims: Claims) -> None:
@@ -94,7 +96,7 @@ async def create_ca(
     outbox: OutboxDep,
 ) -> CertificateAuthorityPublic:
     """Creates the CA of a tenant that existed before vpn-ca (new tenants get one on creation)."""
-    _manager(claims)
+    _manager(claims, tenant)
     ca = await domain.create_ca(
         session=session,
         ctx=ctx,
@@ -192,7 +194,7 @@ async def issue_certificate(
     outbox: OutboxDep,
 ) -> CertificatePublic:
     """Issues a device certificate ("slave"), from the phone's CSR or with a key made here."""
-    _manager(claims)
+    _manager(claims, tenant)
     cert = await domain.issue_certificate(
         session=session, ctx=ctx, outbox=outbox, tenant=_ref(tenant), request=body
     )
@@ -223,7 +225,7 @@ async def renew_certificate(
     outbox: OutboxDep,
 ) -> CertificatePublic:
     """A new certificate for the same device (optionally revoking the old one)."""
-    _manager(claims)
+    _manager(claims, tenant)
     old = await domain.get_certificate(
         session=session, tenant_id=tenant.tenant_id, certificate_id=certificate_id
     )
@@ -301,7 +303,7 @@ async def create_provisioning_token(
     ctx: ContextDep,
 ) -> ProvisioningTokenIssued:
     """A one-time, expiring URL from which the phone fetches its bundle."""
-    _manager(claims)
+    _manager(claims, tenant)
     issued = await provisioning.create_token(
         session=session, ctx=ctx, tenant_id=tenant.tenant_id, request=body, created_by=claims.sub
     )
