@@ -130,3 +130,82 @@ async def test_authorize_needs_a_service_token_and_a_valid_request(harness: Serv
     unknown = {**body, "tenant_id": str(uuid.uuid4())}
     answer = (await harness.client.post("/v1/authorize", json=unknown, headers=service)).json()
     assert answer["allowed"] is False and answer["reason"] == "unknown or inactive tenant"
+
+
+async def test_an_unsettled_reservation_lapses_after_its_call_could_have_ended(
+    harness: ServiceHarness,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from centralino_rating.calls import authorize as authorize_call
+
+    await import_deck(harness)
+    tenant = await harness.add_tenant("acme")
+    await top_up(harness, "acme", "0.30")
+    decks = harness.runtime.extras["decks"]
+    # Authorized two hours ago; its call.ended never came (a lost registrar, say).
+    async with harness.runtime.sessionmaker() as session, session.begin():
+        old = await authorize_call(
+            session,
+            decks=decks,  # type: ignore[arg-type]
+            tenant_id=tenant.tenant_id,
+            call_id="lost",
+            extension="101",
+            e164="+393351234567",
+            call_class=CallClass.mobile,
+            now=datetime.now(UTC) - timedelta(hours=2),
+            max_call_seconds=600,
+            grace_seconds=900,
+            outbox=harness.runtime.outbox,
+        )
+    assert old.allowed and old.max_seconds == 600
+    assert d((await balance(harness, "acme"))["reserved"]) == 0
+    assert (await authorize(harness, tenant.tenant_id, "+393351234567", "mobile"))["allowed"]
+
+
+async def test_cdr_list_filters_and_pages(harness: ServiceHarness) -> None:
+    await import_deck(harness)
+    tenant = await harness.add_tenant("acme")
+    await top_up(harness, "acme", "10.00")
+    async with harness.probe("cdr.rated") as probe:
+        for i in range(5):
+            await harness.publish(
+                call_ended(
+                    tenant.tenant_id,
+                    "+390612345678",
+                    10 + i,
+                    extension="101" if i % 2 else "102",
+                    call_class=CallClass.national_fixed,
+                ),
+                tenant_id=tenant.tenant_id,
+            )
+        await probe.wait_for("cdr.rated", 5, timeout=20)
+    admin = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = (
+            await harness.client.get("/v1/tenants/acme/cdrs", params=params, headers=admin)
+        ).json()
+        seen += [c["call_id"] for c in page["cdrs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 5
+    only = await harness.client.get(
+        "/v1/tenants/acme/cdrs",
+        params={"extension": "101", "class": "national_fixed"},
+        headers=admin,
+    )
+    assert {c["extension"] for c in only.json()["cdrs"]} == {"101"} and len(
+        only.json()["cdrs"]
+    ) == 2
+    assert only.json()["cdrs"][0]["class"] == "national_fixed"
+    bad = await harness.client.get(
+        "/v1/tenants/acme/cdrs", params={"cursor": "nonsense"}, headers=admin
+    )
+    assert bad.status_code == 400
+    other = await harness.add_tenant("other")
+    foreign = harness.mint.headers("tenant_admin", tenant_id=other.tenant_id)
+    assert (await harness.client.get("/v1/tenants/acme/cdrs", headers=foreign)).status_code == 404

@@ -23,7 +23,14 @@ from .calls import authorize as authorize_call
 from .calls import station_markup
 from .charges import subscribe_plan
 from .decks import PROGRESS, DeckCache, DeckImportError, import_deck, parse_effective
-from .ledger import bundle_left, current_subscription, held, lock_account, post_entry
+from .ledger import (
+    bundle_left,
+    current_subscription,
+    ensure_account,
+    held,
+    lock_account,
+    post_entry,
+)
 from .models import (
     Account,
     Cdr,
@@ -153,10 +160,13 @@ async def _balance(session: SessionDep, account: Account) -> BalancePublic:
 @router.get("/tenants/{tenant}/balance", response_model=BalancePublic, tags=["credit"])
 async def get_balance(tenant: TenantDep, session: SessionDep) -> BalancePublic:
     """The tenant's balance, what running calls hold, and what is left to spend."""
-    account = await lock_account(session, tenant_id=tenant.tenant_id)
-    result = await _balance(session, account)
-    await session.commit()
-    return result
+    account = await session.get(Account, tenant.tenant_id)
+    if account is None:
+        await ensure_account(session, tenant_id=tenant.tenant_id)
+        await session.commit()
+        account = await session.get(Account, tenant.tenant_id, populate_existing=True)
+        assert account is not None
+    return await _balance(session, account)
 
 
 @router.patch("/tenants/{tenant}/balance", response_model=BalancePublic, tags=["credit"])

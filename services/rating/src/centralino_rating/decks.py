@@ -360,9 +360,13 @@ async def load_index(engine: AsyncEngine, deck_id: uuid.UUID) -> PrefixIndex:
             """,
             deck_id,
         )
-    rows: list[Row] = [tuple(r) for r in records]
-    del records
-    index = await asyncio.to_thread(PrefixIndex, deck_id, rows)
+
+    def build() -> PrefixIndex:
+        rows: list[Row] = [tuple(r) for r in records]
+        return PrefixIndex(deck_id, rows)
+
+    # Off the event loop, so authorizations keep being answered from the old index.
+    index = await asyncio.to_thread(build)
     log.info(
         "deck %s: index of %d rates built in %.2fs",
         deck_id,
