@@ -152,3 +152,45 @@ async def test_device_deleted_revokes_its_certificates(
         check=False,
     )
     assert result.returncode != 0 and "certificate revoked" in result.stdout + result.stderr
+
+
+async def test_kek_rotation_reseals_every_key(harness: ServiceHarness) -> None:
+    from centralino_vpn_ca.ca import load_context, reseal_all
+
+    await harness.add_tenant("bellavista")
+    headers = harness.mint.headers("operator")
+    await harness.client.post("/v1/tenants/bellavista/ca", json={}, headers=headers)
+    device = (
+        await harness.client.post(
+            "/v1/tenants/bellavista/certificates", json={"extension": "108"}, headers=headers
+        )
+    ).json()
+    new_kek = "rotated-kek-rotated-kek-rotated-kek-0042"
+    rotating = load_context(harness.settings.override(ca_kek=new_kek, ca_kek_previous=DEV_KEK))
+    async with harness.runtime.sessionmaker() as session, session.begin():
+        # CA key, tls-crypt key, VPN server key, the device's key.
+        assert await reseal_all(session=session, ctx=rotating) == 4
+    async with harness.runtime.sessionmaker() as session, session.begin():
+        assert await reseal_all(session=session, ctx=rotating) == 0
+    # Only the new KEK from now on: everything still opens, the old KEK opens nothing.
+    harness.runtime.extras["vpn_ca"] = load_context(harness.settings.override(ca_kek=new_kek))
+    conf = await harness.client.get(
+        "/v1/tenants/bellavista/ca/openvpn-server.conf", headers=headers
+    )
+    assert conf.status_code == 200 and "PRIVATE KEY" in conf.text
+    bundle = await harness.client.get(
+        f"/v1/tenants/bellavista/certificates/{device['id']}/bundle", headers=headers
+    )
+    assert bundle.status_code == 200
+    issued = await harness.client.post(
+        "/v1/tenants/bellavista/certificates", json={"extension": "109"}, headers=headers
+    )
+    assert issued.status_code == 201
+    conn = await asyncpg.connect(libpq_url(harness.settings.database_url))
+    try:
+        row = await conn.fetchrow("SELECT id, sealed_key, kek_id FROM certificate_authority")
+    finally:
+        await conn.close()
+    assert row["kek_id"] == KeyVault(new_kek).kek_id.hex()
+    with pytest.raises(SealError):
+        KeyVault(DEV_KEK).open(bytes(row["sealed_key"]), context=f"ca:{row['id']}")

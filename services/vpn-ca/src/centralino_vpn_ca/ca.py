@@ -53,7 +53,11 @@ class CaContext:
 
 def load_context(settings: Settings) -> CaContext:
     """Builds the signing context, loading the operator root when one is configured."""
-    vault = KeyVault(settings.ca_kek.get_secret_value())
+    previous = settings.ca_kek_previous
+    vault = KeyVault(
+        settings.ca_kek.get_secret_value(),
+        previous=(previous.get_secret_value(),) if previous else (),
+    )
     root = None
     if settings.root_ca_cert_file and settings.root_ca_key_file:
         certificate = x509.load_pem_x509_certificate(Path(settings.root_ca_cert_file).read_bytes())
@@ -689,3 +693,31 @@ async def client_material(
         key_pem=pki.key_to_pem(key),
         tls_crypt_key=ctx.vault.open(ca.tls_crypt_sealed, context=f"tls-crypt:{ca.id}").decode(),
     )
+
+
+# -- KEK rotation -----------------------------------------------------------------------
+
+
+async def reseal_all(*, session: AsyncSession, ctx: CaContext) -> int:
+    """Re-seals every key still under a previous KEK; returns how many blobs changed."""
+    vault, changed = ctx.vault, 0
+    for ca in (await session.execute(select(CertificateAuthority).with_for_update())).scalars():
+        if vault.needs_reseal(ca.sealed_key):
+            ca.sealed_key = vault.reseal(ca.sealed_key, context=f"ca:{ca.id}")
+            changed += 1
+        if vault.needs_reseal(ca.tls_crypt_sealed):
+            ca.tls_crypt_sealed = vault.reseal(ca.tls_crypt_sealed, context=f"tls-crypt:{ca.id}")
+            changed += 1
+        ca.kek_id = vault.kek_id.hex()
+        session.add(ca)
+    certificates = await session.execute(
+        select(Certificate).where(Certificate.sealed_key.is_not(None)).with_for_update()  # type: ignore[union-attr]
+    )
+    for cert in certificates.scalars():
+        assert cert.sealed_key is not None
+        if vault.needs_reseal(cert.sealed_key):
+            cert.sealed_key = vault.reseal(cert.sealed_key, context=f"cert:{cert.id}")
+            session.add(cert)
+            changed += 1
+    await session.flush()
+    return changed

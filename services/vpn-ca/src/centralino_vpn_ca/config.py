@@ -19,6 +19,8 @@ class Settings(ServiceSettings):
 
     # Key-encryption key: every private key the CA holds is sealed under a key derived from it.
     ca_kek: SecretStr = SecretStr(DEV_KEK)
+    # During a rotation: the KEK being retired (blobs under it are re-sealed at start).
+    ca_kek_previous: SecretStr | None = None
     key_algorithm: KeyAlgorithm = "ecdsa-p256"
     ca_validity_days: int = Field(3650, ge=1, le=36500)
     device_validity_days: int = Field(1095, ge=1, le=3650)

@@ -92,6 +92,10 @@ def create_app(
             await asyncio.sleep(CRL_REFRESH_SECONDS)
 
     async def on_start(runtime: ServiceRuntime) -> None:
+        if settings.ca_kek_previous is not None:
+            async with runtime.sessionmaker() as session, session.begin():
+                changed = await domain.reseal_all(session=session, ctx=ctx)
+            log.info("KEK rotation: re-sealed %d key(s) under the current KEK", changed)
         tasks.append(asyncio.create_task(keep_crls_fresh(runtime), name="crl-refresh"))
 
     async def on_stop(runtime: ServiceRuntime) -> None:
