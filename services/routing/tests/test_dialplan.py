@@ -459,8 +459,15 @@ async def test_changes_publish_their_events(harness: ServiceHarness) -> None:
             (tenant.tenant_id, 1),
             (other.tenant_id, 2),
         }
-        deleted = await harness.client.delete(f"{base}/extensions/20", headers=headers)
-        _problem(deleted, 409, "Extension in use")
+        in_use = await harness.client.delete(f"{base}/extensions/20", headers=headers)
+        _problem(in_use, 409, "Extension in use")
+        await harness.client.post(
+            f"{base}/extensions", json={"number": "21", "name": "Banco 2"}, headers=headers
+        )
+        gone = await harness.client.delete(f"{base}/extensions/21", headers=headers)
+        assert gone.status_code == 204
+        deleted = (await probe.wait_for("extension.deleted"))[0]
+        assert (deleted.data.number, deleted.tenant_id) == ("21", tenant.tenant_id)
 
 
 async def test_port_completed_makes_the_numbers_dids(demo: ServiceHarness, route: Any) -> None:
