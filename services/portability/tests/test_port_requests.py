@@ -558,3 +558,34 @@ async def test_rejected_request_is_corrected_and_submitted_again(portal: Portal)
     assert (
         resubmitted.json()["state"] == "submitted" and resubmitted.json()["reject_reason"] is None
     )
+
+
+async def test_a_ported_number_cannot_be_requested_again(portal: Portal, clock: FakeClock) -> None:
+    body = portal.single()
+    created = await portal.create(body)
+    for step in PATHS["completed"]:
+        assert await attempt(portal, created["id"], step, clock) == 200
+    again = await portal.client.post(portal.base, json=body, headers=portal.headers)
+    assert again.status_code == 409
+    assert again.json()["title"] == "Number already ported in"
+
+
+async def test_control_characters_and_far_dates_are_422(portal: Portal) -> None:
+    nul = portal.single(customer={"name": "Rossi\x00", "vat_number": VAT_NUMBER})
+    assert (
+        await portal.client.post(portal.base, json=nul, headers=portal.headers)
+    ).status_code == 422
+    blank = portal.single(customer={"name": "   ", "vat_number": VAT_NUMBER})
+    assert (
+        await portal.client.post(portal.base, json=blank, headers=portal.headers)
+    ).status_code == 422
+    created = await portal.create()
+    assert (await portal.sign(created["id"])).status_code == 200
+    for step in ("taken_in_charge", "unlocked"):
+        assert (await portal.move(created["id"], step)).status_code == 200
+    far = await portal.move(created["id"], "scheduled", expected_completion="9999-12-31")
+    assert far.status_code == 422
+    end = await portal.client.get(
+        "/v1/calendar/business-days", params={"from": "9999-12-30", "days": 5}
+    )
+    assert end.status_code == 422

@@ -89,7 +89,10 @@ async def business_days(
     days: Annotated[int, Query(ge=0, le=calendar.MAX_DAYS)],
 ) -> BusinessDaysOut:
     """The date `days` business days after `from` (Monday-Friday, less Italian holidays)."""
-    end = calendar.add_business_days(start, days)
+    try:
+        end = calendar.add_business_days(start, days)
+    except OverflowError as exc:
+        raise Problem(422, "Date out of range", "the result is past year 9999") from exc
     return BusinessDaysOut(
         from_=start,
         days=days,
@@ -277,6 +280,18 @@ async def _read_bounded(upload: UploadFile, limit: int) -> bytes:
     return content
 
 
+async def _check_attachment_count(
+    session: SessionDep, request_id: uuid.UUID, settings: Settings
+) -> None:
+    count = await attachments.count_attachments(session=session, request_id=request_id)
+    if count >= settings.attachments_per_request:
+        raise Problem(
+            409,
+            "Too many attachments",
+            f"a request holds at most {settings.attachments_per_request}",
+        )
+
+
 def _attachment_public(found: attachments.Attachment) -> AttachmentPublic:
     return AttachmentPublic.model_validate(found, from_attributes=True)
 
@@ -315,6 +330,7 @@ async def upload_bill(
     )
     if PortState(found.state) in ports.FINISHED:
         raise Problem(409, "Request finished", f"a {found.state} request takes no attachments")
+    await _check_attachment_count(session, found.id, _settings(request))
     stored = await attachments.add_attachment(
         session=session,
         request=found,
@@ -403,6 +419,7 @@ async def upload_signed_consent(
             state=found.state,
             allowed=sorted(ports.TRANSITIONS[PortState(found.state)]),
         )
+    await _check_attachment_count(session, found.id, _settings(request))
     now = _now(request)
     actor = ports.actor_of(claims)
     await attachments.add_attachment(

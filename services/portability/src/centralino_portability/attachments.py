@@ -9,7 +9,7 @@ from datetime import datetime
 
 import filetype
 from centralino_proto.web import Problem
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlmodel import col
@@ -115,3 +115,11 @@ async def get_attachment(
     if found is None:
         raise Problem(404, "Attachment not found", f"no attachment {attachment_id}")
     return found
+
+
+async def count_attachments(*, session: AsyncSession, request_id: uuid.UUID) -> int:
+    """How many attachments a request holds."""
+    found = await session.execute(
+        select(func.count()).select_from(Attachment).where(col(Attachment.request_id) == request_id)
+    )
+    return int(found.scalar_one())

@@ -23,6 +23,7 @@ class Settings(ServiceSettings):
     close_business_days: int = 1
     # The last phone bill and the signed consent: PDF or image, at most this size.
     attachment_max_bytes: int = 10 * 1024 * 1024
+    attachments_per_request: int = 20
     # A GNR range may not expand to more numbers than this.
     gnr_max_numbers: int = 1000
     # The donor adapter new requests go to.

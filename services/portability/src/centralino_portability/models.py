@@ -6,13 +6,27 @@ import datetime as dt
 import uuid
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Annotated
 
 from centralino_proto.db import service_registry
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Identity, Index, LargeBinary, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+
+def _printable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and no control character belongs in a name or a note.
+    if any(ord(c) < 32 and c not in "\n\r\t" for c in value):
+        raise ValueError("control characters are not allowed")
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_printable)]
 
 
 class Model(SQLModel, registry=service_registry()):
@@ -69,7 +83,7 @@ class AttachmentKind(StrEnum):
 class Customer(BaseModel):
     """The line holder, as the donor knows them."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     tax_code: str | None = Field(default=None, max_length=32, description="codice fiscale")
     vat_number: str | None = Field(default=None, max_length=32, description="partita IVA")
 
@@ -100,11 +114,11 @@ class PortRequestBase(BaseModel):
         max_length=32,
         description="the geographic number the tenant got at activation (it shows the district)",
     )
-    donor_operator: str | None = Field(default=None, max_length=100)
+    donor_operator: Text | None = Field(default=None, max_length=100)
 
 
 class PortRequestCreate(PortRequestBase):
-    comment: str | None = Field(default=None, max_length=4000)
+    comment: Text | None = Field(default=None, max_length=4000)
 
 
 class PortRequestUpdate(PortRequestBase):
@@ -240,13 +254,13 @@ class TimelineEntryPublic(BaseModel):
 
 
 class CommentCreate(BaseModel):
-    text: str = Field(min_length=1, max_length=4000)
+    text: Text = Field(min_length=1, max_length=4000)
     public: bool = True
 
 
 class TransitionIn(BaseModel):
     to: PortState
-    comment: str | None = Field(default=None, max_length=4000)
+    comment: Text | None = Field(default=None, max_length=4000)
     public: bool = True
     reason: RejectReason | None = None
     expected_completion: date | None = None

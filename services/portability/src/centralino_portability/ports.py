@@ -55,6 +55,7 @@ TRANSITIONS: dict[PortState, frozenset[PortState]] = {
 # A number stays taken by its request until the port ends one way or the other.
 FINISHED = frozenset({S.completed, S.closed, S.cancelled})
 EDITABLE = frozenset({S.draft, S.rejected})
+MAX_SCHEDULE_DAYS = 366
 # The operator's back office (or a service acting for it) talks to the donor.
 BACK_OFFICE = frozenset({Role.operator, Role.service})
 # Who may read private timeline entries and write private comments.
@@ -63,7 +64,7 @@ STAFF = frozenset({Role.operator, Role.service, Role.reseller})
 
 def actor_of(claims: Claims) -> str:
     """How the timeline names whoever acted."""
-    return f"{claims.role}:{claims.sub}"
+    return f"{claims.role}:{claims.sub}"[:200]
 
 
 def local_date(moment: datetime, settings: Settings) -> date:
@@ -273,6 +274,24 @@ async def _check_open(session: AsyncSession, e164s: list[str], request_id: uuid.
             "Number already in a port request",
             f"{taken[0]} is in open port request {taken[1]}: one open request per number",
             port_request_id=str(taken[1]),
+        )
+    ported = (
+        await session.execute(
+            select(col(PortNumber.e164), col(PortNumber.request_id))
+            .join(PortRequest, col(PortRequest.id) == col(PortNumber.request_id))
+            .where(
+                col(PortNumber.e164).in_(e164s),
+                col(PortRequest.state).in_([S.completed, S.closed]),
+            )
+            .limit(1)
+        )
+    ).first()
+    if ported is not None:
+        raise Problem(
+            409,
+            "Number already ported in",
+            f"{ported[0]} was ported in by request {ported[1]}",
+            port_request_id=str(ported[1]),
         )
 
 
@@ -523,6 +542,11 @@ async def transition(
             if expected_completion is None or expected_completion == request.expected_completion:
                 raise _invalid("a reschedule needs a new expected completion date")
             request.reschedules += 1
+        if (
+            expected_completion is not None
+            and (expected_completion - today).days > MAX_SCHEDULE_DAYS
+        ):
+            raise _invalid(f"the expected completion is more than {MAX_SCHEDULE_DAYS} days away")
         if expected_completion is None:
             expected_completion = max(
                 request.expected_completion or today, calendar.add_business_days(today, 1)
