@@ -100,6 +100,15 @@ UAC_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 """
 
 
+def sh(line: str, *more: str) -> list[str]:
+    """A command from a line of space-separated words, plus words that may hold anything."""
+    return [*line.split(), *more]
+
+
+def in_ns(ns: str, line: str, *more: str) -> list[str]:
+    return sh(f"ip netns exec {ns} {line}", *more)
+
+
 def run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
 
@@ -119,30 +128,18 @@ def namespaces() -> Iterator[tuple[str, str]]:
         must("ip", "netns", "add", server)
         must("ip", "netns", "add", client)
         must(
-            "ip",
-            "link",
-            "add",
-            veth_s,
-            "netns",
-            server,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            veth_c,
-            "netns",
-            client,
+            *sh(f"ip link add {veth_s} netns {server} type veth peer name {veth_c} netns {client}")
         )
         for ns, dev, addr in ((server, veth_s, UNDERLAY_SERVER), (client, veth_c, UNDERLAY_CLIENT)):
-            must("ip", "-n", ns, "link", "set", "lo", "up")
-            must("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            must("ip", "-n", ns, "link", "set", dev, "up")
+            must(*sh(f"ip -n {ns} link set lo up"))
+            must(*sh(f"ip -n {ns} addr add {addr}/24 dev {dev}"))
+            must(*sh(f"ip -n {ns} link set {dev} up"))
         # The SIP edge: an address of the VPN host that phones reach only through the tunnel.
-        must("ip", "-n", server, "addr", "add", f"{SIP_EDGE}/32", "dev", "lo")
+        must(*sh(f"ip -n {server} addr add {SIP_EDGE}/32 dev lo"))
         yield server, client
     finally:
         for ns in (client, server):
-            run("ip", "netns", "del", ns)
+            run(*sh(f"ip netns del {ns}"))
 
 
 class Processes:
@@ -187,7 +184,7 @@ async def wait_for_text(
 
 
 def tunnel_address(ns: str) -> str:
-    out = run("ip", "-n", ns, "-4", "-o", "addr", "show", "dev", "tun0").stdout
+    out = run(*sh(f"ip -n {ns} -4 -o addr show dev tun0")).stdout
     return out.split("inet ")[1].split("/")[0]
 
 
@@ -206,27 +203,8 @@ async def sipp_edge(procs: Processes, server_ns: str, workdir: Path) -> AsyncIte
     (workdir / "uas.xml").write_text(UAS_SCENARIO)
     messages = workdir / "uas-messages.log"
     uas = procs.start(
-        "ip",
-        "netns",
-        "exec",
-        server_ns,
-        "sipp",
-        "-sf",
-        str(workdir / "uas.xml"),
-        "-i",
-        SIP_EDGE,
-        "-p",
-        str(SIP_PORT),
-        "-t",
-        "u1",
-        "-m",
-        "1",
-        "-timeout",
-        "60s",
-        "-trace_msg",
-        "-message_file",
-        str(messages),
-        "-nostdin",
+        *in_ns(server_ns, f"sipp -i {SIP_EDGE} -p {SIP_PORT} -t u1 -m 1 -timeout 60s -nostdin"),
+        *("-sf", str(workdir / "uas.xml"), "-trace_msg", "-message_file", str(messages)),
         log=workdir / "uas.out",
     )
 
@@ -280,12 +258,7 @@ async def registrar_edge(procs: Processes, server_ns: str, workdir: Path) -> Asy
                 break
             await asyncio.sleep(0.1)
         procs.start(
-            "ip",
-            "netns",
-            "exec",
-            server_ns,
-            "socat",
-            f"TCP4-LISTEN:{SIP_PORT},bind={SIP_EDGE},fork,reuseaddr",
+            *in_ns(server_ns, f"socat TCP4-LISTEN:{SIP_PORT},bind={SIP_EDGE},fork,reuseaddr"),
             f"UNIX-CONNECT:{bridge}",
             log=workdir / "socat-edge.log",
         )
@@ -319,33 +292,10 @@ def register(
     (workdir / "uac.xml").write_text(UAC_SCENARIO)
     (workdir / "uac.csv").write_text(f"SEQUENTIAL\n{domain}\n")
     return run(
-        "ip",
-        "netns",
-        "exec",
-        client_ns,
-        "sipp",
-        f"{SIP_EDGE}:{SIP_PORT}",
-        "-sf",
-        str(workdir / "uac.xml"),
-        "-inf",
-        str(workdir / "uac.csv"),
-        "-i",
-        source,
-        "-s",
-        user,
-        "-au",
-        user,
-        "-ap",
-        password,
-        "-t",
-        transport,
-        "-m",
-        "1",
-        "-timeout",
-        "30s",
-        "-recv_timeout",
-        "10s",
-        "-nostdin",
+        *in_ns(client_ns, f"sipp {SIP_EDGE}:{SIP_PORT} -i {source} -t {transport} -m 1"),
+        *sh("-timeout 30s -recv_timeout 10s -nostdin"),
+        *("-sf", str(workdir / "uac.xml"), "-inf", str(workdir / "uac.csv")),
+        *("-s", user, "-au", user, "-ap", password),
         timeout=60,
     )
 
@@ -437,13 +387,7 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
     with namespaces() as (server_ns, client_ns):
         try:
             server = procs.start(
-                "ip",
-                "netns",
-                "exec",
-                server_ns,
-                "openvpn",
-                "--config",
-                str(tmp_path / "server.conf"),
+                *in_ns(server_ns, "openvpn --config", str(tmp_path / "server.conf")),
                 log=tmp_path / "server.log",
             )
             await wait_for_text(
@@ -454,13 +398,7 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
             )
 
             phone = procs.start(
-                "ip",
-                "netns",
-                "exec",
-                client_ns,
-                "openvpn",
-                "--config",
-                str(tmp_path / "room-101.ovpn"),
+                *in_ns(client_ns, "openvpn --config", str(tmp_path / "room-101.ovpn")),
                 log=tmp_path / "room-101.log",
             )
             await wait_for_text(
@@ -469,23 +407,10 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
                 timeout=60,
                 proc=phone,
             )
-            ping = run(
-                "ip",
-                "netns",
-                "exec",
-                client_ns,
-                "ping",
-                "-c",
-                "3",
-                "-i",
-                "0.3",
-                "-W",
-                "3",
-                TUNNEL_SERVER,
-            )
+            ping = run(*in_ns(client_ns, f"ping -c 3 -i 0.3 -W 3 {TUNNEL_SERVER}"))
             assert ping.returncode == 0, ping.stdout + ping.stderr
             # The SIP edge is reachable only by the route the server pushed.
-            route = run("ip", "-n", client_ns, "route", "get", SIP_EDGE).stdout
+            route = run(*sh(f"ip -n {client_ns} route get {SIP_EDGE}")).stdout
             assert "dev tun0" in route, route
             phone_address = tunnel_address(client_ns)
             assert phone_address.startswith("10.199.2.")
@@ -508,8 +433,9 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
                 await edge.confirm(phone_address)
 
             yealink = procs.start(
-                *("ip", "netns", "exec", client_ns, "openvpn"),
-                *("--config", str(yealink_dir / "vpn.cnf"), "--dev", "tun2"),
+                *in_ns(
+                    client_ns, "openvpn --config", str(yealink_dir / "vpn.cnf"), "--dev", "tun2"
+                ),
                 log=tmp_path / "room-103.log",
             )
             await wait_for_text(
@@ -529,20 +455,9 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
             fresh = (await harness.client.get(f"{base}/ca/crl", headers=admin)).text
             (tmp_path / "crl.new").write_text(fresh)
             os.replace(tmp_path / "crl.new", crl_path)
-            refused = procs.start(
-                "ip",
-                "netns",
-                "exec",
-                client_ns,
-                "openvpn",
-                "--config",
-                str(tmp_path / "room-102.ovpn"),
-                "--dev",
-                "tun1",
-                "--connect-retry-max",
-                "1",
-                "--hand-window",
-                "20",
+            procs.start(
+                *in_ns(client_ns, "openvpn --config", str(tmp_path / "room-102.ovpn")),
+                *sh("--dev tun1 --connect-retry-max 1 --hand-window 20"),
                 log=tmp_path / "room-102.log",
             )
             log = await wait_for_text(tmp_path / "server.log", "certificate revoked", timeout=60)
@@ -551,11 +466,8 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
             assert (
                 "Initialization Sequence Completed" not in (tmp_path / "room-102.log").read_text()
             )
-            assert refused is not None
             # Phone 101 is unaffected.
-            again = run(
-                "ip", "netns", "exec", client_ns, "ping", "-c", "1", "-W", "3", TUNNEL_SERVER
-            )
+            again = run(*in_ns(client_ns, f"ping -c 1 -W 3 {TUNNEL_SERVER}"))
             assert again.returncode == 0
         finally:
             procs.stop_all()
