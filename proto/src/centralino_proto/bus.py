@@ -98,6 +98,41 @@ class Outbox:
         await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         return envelope
 
+    async def add_many(
+        self,
+        session: AsyncSession,
+        events: Iterable[tuple[Event, uuid.UUID | None]],
+        *,
+        correlation_id: str | None = None,
+    ) -> list[Envelope[Any]]:
+        """Adds several (event, tenant_id) in one statement; for hot paths that group commits."""
+        envelopes = [
+            Envelope.wrap(
+                event,
+                producer=self.producer,
+                tenant_id=tenant_id,
+                correlation_id=correlation_id or _correlation_default(),
+            )
+            for event, tenant_id in events
+        ]
+        if not envelopes:
+            return envelopes
+        headers = _current_trace_headers()
+        await session.execute(
+            insert(outbox),
+            [
+                {
+                    "event_id": envelope.id,
+                    "routing_key": envelope.type,
+                    "envelope": envelope.model_dump(mode="json", by_alias=True),
+                    "headers": headers,
+                }
+                for envelope in envelopes
+            ],
+        )
+        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        return envelopes
+
 
 async def _connect_with_retry(
     url: str, what: str, stopping: asyncio.Event

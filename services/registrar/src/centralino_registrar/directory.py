@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class Directory:
         self.sessionmaker = sessionmaker
         self.ttl = ttl
         self._realms: dict[str, tuple[float, Tenant | None]] = {}
+        # One lookup in flight per realm, however many requests wait for it.
+        self._loading: dict[str, asyncio.Future[Tenant | None]] = {}
         self._devices: dict[tuple[uuid.UUID, str], tuple[float, DeviceCredentials | None]] = {}
 
     async def tenant(self, realm: str) -> Tenant | None:
@@ -51,12 +54,25 @@ class Directory:
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
-        async with self.sessionmaker() as session:
-            tenant = await find_tenant_by_realm(session, realm)
-        if tenant is not None and not tenant.active:
-            tenant = None
-        self._realms[realm] = (now + self.ttl, tenant)
-        return tenant
+        loading = self._loading.get(realm)
+        if loading is not None:
+            return await asyncio.shield(loading)
+        future: asyncio.Future[Tenant | None] = asyncio.get_running_loop().create_future()
+        self._loading[realm] = future
+        try:
+            async with self.sessionmaker() as session:
+                tenant = await find_tenant_by_realm(session, realm)
+            if tenant is not None and not tenant.active:
+                tenant = None
+            self._realms[realm] = (now + self.ttl, tenant)
+            future.set_result(tenant)
+            return tenant
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters get it, nobody else must
+            raise
+        finally:
+            del self._loading[realm]
 
     async def device(self, tenant_id: uuid.UUID, username: str) -> DeviceCredentials | None:
         key = (tenant_id, username)

@@ -25,9 +25,9 @@ from centralino_proto.bus import Outbox
 from centralino_proto.events import DeviceRegistered, DeviceUnregistered, Event, Transport
 from centralino_proto.events import UnregisterReason as Reason
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from .models import BindingRow, Device
@@ -38,6 +38,8 @@ BINDINGS = Gauge("centralino_sip_bindings", "Current SIP bindings")
 WRITER_FAILURES = Counter("centralino_sip_location_write_failures_total", "Failed location writes")
 
 AorKey = tuple[uuid.UUID, str]
+# Core statements on the hot path (the ORM's bulk machinery costs milliseconds per batch).
+BINDING_TABLE: Table = BindingRow.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(slots=True)
@@ -165,6 +167,8 @@ class Location:
         # Test hook: a storage failure injected in the writer (proves the 500 path).
         self.fail_writes: Callable[[], Awaitable[None]] | None = None
         self.count = 0
+        self.engine = sessionmaker.kw["bind"]
+        self._connection: AsyncConnection | None = None
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -185,6 +189,10 @@ class Location:
         # Last write-back, so a clean restart loses no refresh.
         with contextlib.suppress(Exception):
             await self._flush([])
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
 
     async def load(self) -> None:
         """Loads the bindings that have not expired (and whose device still exists)."""
@@ -332,36 +340,67 @@ class Location:
         dirty = list(self._dirty.values())
         if not batch and not dirty:
             return
-        async with self.sessionmaker() as session, session.begin():
-            if self.fail_writes and batch:
-                await self.fail_writes()
-            if dirty:
-                await self._apply(session, Change(upserts=dirty))
-            for change, _ in batch:
-                await self._apply(session, change)
-                for event in change.events:
-                    await self.outbox.add(session, event, tenant_id=getattr(event, "tenant_id"))  # noqa: B009
+        # The writer keeps one connection: a pool checkout (with its ping) per batch
+        # costs more round trips than the batch itself.
+        if self._connection is None or self._connection.closed:
+            self._connection = await self.engine.connect()
+        try:
+            async with AsyncSession(bind=self._connection) as session, session.begin():
+                await self._write(session, batch, dirty)
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
+            raise
         for b in dirty:
             if self._dirty.get(b.binding_id) is b:
                 del self._dirty[b.binding_id]
+
+    async def _write(
+        self,
+        session: AsyncSession,
+        batch: list[tuple[Change, asyncio.Future[None]]],
+        dirty: list[Binding],
+    ) -> None:
+        if self.fail_writes and batch:
+            await self.fail_writes()
+        # One statement per kind for the whole batch (group commit).
+        deletes = [b for change, _ in batch for b in change.deletes]
+        # A binding removed later in the batch is not written back (ids are never reused).
+        gone = {b.binding_id for b in deletes}
+        upserts = dirty + [b for change, _ in batch for b in change.upserts]
+        await self._apply(
+            session,
+            Change(upserts=[b for b in upserts if b.binding_id not in gone], deletes=deletes),
+        )
+        await self.outbox.add_many(
+            session,
+            [
+                (event, getattr(event, "tenant_id", None))
+                for change, _ in batch
+                for event in change.events
+            ],
+        )
 
     @staticmethod
     async def _apply(session: AsyncSession, change: Change) -> None:
         if change.deletes:
             await session.execute(
-                delete(BindingRow).where(
-                    col(BindingRow.binding_id).in_([b.binding_id for b in change.deletes])
+                delete(BINDING_TABLE).where(
+                    BINDING_TABLE.c.binding_id.in_([b.binding_id for b in change.deletes])
                 )
             )
         if change.upserts:
-            statement = pg_insert(BindingRow)
-            columns = [c for c in change.upserts[0].row() if c != "binding_id"]
+            # The last version of a binding wins when a batch holds several.
+            rows = {b.binding_id: b.row() for b in change.upserts}
+            statement = pg_insert(BINDING_TABLE)
+            columns = [c for c in next(iter(rows.values())) if c != "binding_id"]
             await session.execute(
                 statement.on_conflict_do_update(
                     index_elements=["binding_id"],
                     set_={c: statement.excluded[c] for c in columns},
                 ),
-                [b.row() for b in change.upserts],
+                list(rows.values()),
             )
 
     async def _sweeper(self) -> None:

@@ -1,0 +1,507 @@
+"""bench/register: REGISTER throughput at zero failures, Centralino registrar vs Kamailio 5.6.
+
+sipp (UDP) registers 10,000 users with MD5 digest and qop=auth (REGISTER, 401, REGISTER,
+200), stepping the call rate up until the first failed call or retransmission (the knee),
+against the registrar and against Kamailio configured the same way (kamailio.cfg: usrloc
+in memory, qop=auth with nonce counts, min_expires_mode=1, one UDP worker each) in the same
+run. Memory per binding at 100,000 bindings: Kamailio's shared memory after sipp filled
+its usrloc; the registrar's location heap (tracemalloc) filled in process with bindings
+like the ones sipp makes (filling it over SIP at its knee would take minutes).
+
+    uv run python bench/register/run.py [--bindings 100000] [--users 10000]
+
+Needs PostgreSQL and RabbitMQ as for the tests; uses free ports on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).parent
+REALM = "bench.centralino.test"
+RATES = [200, 300, 400, 550, 750, 1000, 1300, 1700, 2200, 2800, 3600, 4600, 6000]
+STEP_SECONDS = 5
+
+
+def free_port() -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket() as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def users(n: int) -> list[tuple[str, str]]:
+    return [(str(100000 + i), f"pw{i:06d}x") for i in range(n)]
+
+
+def write_csv(path: Path, accounts: list[tuple[str, str]]) -> None:
+    rows = [f"{u};{REALM};[authentication username={u} password={p}]" for u, p in accounts]
+    path.write_text("SEQUENTIAL\n" + "\n".join(rows) + "\n")
+
+
+@dataclass
+class Step:
+    rate: int
+    calls: int
+    successful: int
+    failed: int
+    retransmissions: int
+    seconds: float
+
+    @property
+    def clean(self) -> bool:
+        return self.failed == 0 and self.retransmissions == 0 and self.successful == self.calls
+
+
+def sipp(port: int, csv: Path, rate: int, calls: int, work: Path) -> Step:
+    """One sipp run at a fixed call rate; its counters from the statistics file."""
+    stat = work / f"stat-{port}-{rate}-{time.monotonic_ns()}.csv"
+    started = time.monotonic()
+    subprocess.run(
+        [
+            "sipp",
+            f"127.0.0.1:{port}",
+            "-sf",
+            str(HERE / "register.xml"),
+            "-inf",
+            str(csv),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_port()),
+            "-t",
+            "u1",
+            "-r",
+            str(rate),
+            "-m",
+            str(calls),
+            "-l",
+            str(max(rate * 4, 200)),
+            "-timeout",
+            f"{calls // rate + 30}s",
+            "-nostdin",
+            "-trace_stat",
+            "-stf",
+            str(stat),
+            "-fd",
+            "1",
+        ],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=calls // rate + 90,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+    lines = [line for line in stat.read_text().splitlines() if line.strip()]
+    header = lines[0].rstrip(";").split(";")
+    last = dict(zip(header, lines[-1].rstrip(";").split(";"), strict=False))
+    return Step(
+        rate=rate,
+        calls=calls,
+        successful=int(last.get("SuccessfulCall(C)", 0)),
+        failed=int(last.get("FailedCall(C)", 0)),
+        retransmissions=int(last.get("Retransmissions(C)", 0)),
+        seconds=elapsed,
+    )
+
+
+def knee(name: str, port: int, csv: Path, n_users: int, work: Path) -> tuple[int, int]:
+    """Steps the rate up; the highest rate with no failure or retransmission, and calls made."""
+    best = 0
+    made = 0
+    for rate in RATES:
+        calls = min(rate * STEP_SECONDS, n_users)
+        step = sipp(port, csv, rate, calls, work)
+        made += step.successful
+        print(
+            f"  {name:<10} {rate:>5} reg/s: {step.successful:>6} ok, {step.failed:>4} failed, "
+            f"{step.retransmissions:>5} retransmissions ({step.seconds:.1f}s)",
+            flush=True,
+        )
+        if not step.clean:
+            break
+        best = rate
+        time.sleep(1)
+    return best, made
+
+
+def fill(
+    name: str, port: int, csv: Path, rate: int, target: int, have: int, n: int, work: Path
+) -> int:
+    """Registers more contacts until `target` bindings exist (at a rate under the knee)."""
+    while have < target:
+        calls = min(n, target - have)
+        step = sipp(port, csv, rate, calls, work)
+        have += step.successful
+        print(f"  {name:<10} filled to {have} bindings", flush=True)
+        if step.successful == 0:
+            break
+    return have
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    m = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(m.group(1)) if m else 0
+
+
+# -- Centralino registrar ------------------------------------------------------
+
+
+async def prepare_registrar(database_url: str, accounts: list[tuple[str, str]]) -> None:
+    """A fresh database, migrated, with one tenant and a device per account (HA1 only)."""
+    from centralino_proto.events import TenantCreated, TenantKind
+    from centralino_proto.service import ServiceRuntime, migrate
+    from centralino_proto.tenancy import upsert_tenant
+    from centralino_proto.testing import fresh_database
+    from centralino_registrar.config import Settings
+    from centralino_registrar.main import MIGRATIONS
+    from centralino_registrar.models import Device
+    from centralino_registrar.sip.digest import ha1
+    from sqlalchemy import insert
+
+    name = database_url.rsplit("/", 1)[1]
+    await fresh_database(name)
+    settings = Settings(database_url=database_url)
+    await migrate(settings, MIGRATIONS)
+    runtime = ServiceRuntime.create(settings)
+    tenant_id = uuid.uuid4()
+    now = datetime.now(UTC)
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            await upsert_tenant(
+                session,
+                TenantCreated(
+                    tenant_id=tenant_id,
+                    slug="bench",
+                    name="Bench",
+                    kind=TenantKind("company"),
+                    reseller_id=None,
+                    sip_realm=REALM,
+                ),
+            )
+            rows = [
+                {
+                    "id": uuid.uuid4(),
+                    "tenant_id": tenant_id,
+                    "extension": user,
+                    "username": user,
+                    "display_name": None,
+                    "realm": REALM,
+                    "ha1_md5": ha1("MD5", user, REALM, password),
+                    "ha1_sha256": ha1("SHA-256", user, REALM, password),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for user, password in accounts
+            ]
+            for i in range(0, len(rows), 2000):
+                await session.execute(insert(Device), rows[i : i + 2000])
+    finally:
+        await runtime.engine.dispose()
+
+
+def location_memory(n: int) -> float:
+    """Heap bytes per binding in the registrar's location, filled as REGISTERs fill it."""
+    import tracemalloc
+
+    from centralino_proto.bus import Outbox
+    from centralino_proto.db import make_engine, make_sessionmaker
+    from centralino_registrar.location import Binding, Location
+
+    engine = make_engine("postgresql+asyncpg://postgres@127.0.0.1:5432/unused")
+    location = Location(sessionmaker=make_sessionmaker(engine), outbox=Outbox(producer="bench"))
+    tenant_id = uuid.uuid4()
+    now = time.time()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):
+        user = str(100000 + i % 10000)
+        location._put(
+            Binding(
+                binding_id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                device_id=uuid.uuid4(),
+                username=user,
+                extension=user,
+                aor=f"sip:{user}@{REALM}",
+                contact=f"sip:{user}@127.0.0.1:{20000 + i % 40000};line={i}",
+                expires_at=now + 3600,
+                registered_at=now,
+                call_id=f"{i}-4711@127.0.0.1",
+                cseq=2,
+                source_ip="127.0.0.1",
+                source_port=20000 + i % 40000,
+                transport="udp",
+                user_agent="sipp-bench",
+            )
+        )
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / n
+
+
+def bindings_of_registrar(http: int) -> int:
+    text = httpx.get(f"http://127.0.0.1:{http}/metrics", timeout=10).text
+    m = re.search(r"^centralino_sip_bindings (\S+)$", text, re.M)
+    return int(float(m.group(1))) if m else 0
+
+
+# -- Kamailio ------------------------------------------------------------------
+
+
+def prepare_kamailio(db: Path, accounts: list[tuple[str, str]]) -> None:
+    """The db_text subscriber table with HA1 (and HA1b) only, no clear passwords."""
+    db.mkdir(parents=True, exist_ok=True)
+    (db / "version").write_text("table_name(str) table_version(int)\nsubscriber:7\n")
+    lines = ["id(int,auto) username(str) domain(str) password(str,null) ha1(str) ha1b(str)"]
+    for i, (user, password) in enumerate(accounts, 1):
+        h1 = hashlib.md5(f"{user}:{REALM}:{password}".encode()).hexdigest()  # noqa: S324
+        h1b = hashlib.md5(f"{user}@{REALM}:{REALM}:{password}".encode()).hexdigest()  # noqa: S324
+        lines.append(f"{i}:{user}:{REALM}::{h1}:{h1b}")
+    (db / "subscriber").write_text("\n".join(lines) + "\n")
+
+
+def kamcmd(sock: Path, *args: str) -> str:
+    return subprocess.run(
+        ["kamcmd", "-s", f"unix:{sock}", *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    ).stdout
+
+
+def kamailio_shm_used(sock: Path) -> int:
+    m = re.search(r"real_used:\s+(\d+)", kamcmd(sock, "core.shmmem"))
+    return int(m.group(1)) if m else 0
+
+
+def kamailio_bindings(sock: Path) -> int:
+    m = re.search(r"location_contacts\s*=\s*(\d+)", kamcmd(sock, "stats.get_statistics", "all"))
+    return int(m.group(1)) if m else 0
+
+
+def wait_udp(port: int, timeout: float = 60) -> None:
+    """Waits until something answers an OPTIONS on the port."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.5)
+        local = s.getsockname()[1]
+        while time.monotonic() < deadline:
+            probe = (
+                f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{uuid.uuid4().hex}\r\n"
+                "From: <sip:bench@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
+                f"Call-ID: {uuid.uuid4().hex}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                "Content-Length: 0\r\n\r\n"
+            )
+            s.sendto(probe.encode(), ("127.0.0.1", port))
+            with contextlib.suppress(TimeoutError):
+                if s.recv(4096).startswith(b"SIP/2.0 200"):
+                    return
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing answers SIP on {port}")
+
+
+def bench_registrar(
+    args: argparse.Namespace, accounts: list[tuple[str, str]], csv: Path, work: Path
+) -> tuple[int, float]:
+    """The Centralino registrar: one process, one event loop."""
+    from centralino_proto.testing import delete_bus, drop_database
+
+    tag = uuid.uuid4().hex[:8]
+    database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/bench_registrar_{tag}"
+    asyncio.run(prepare_registrar(database_url, accounts))
+    sip_port, http_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SIP_HOST": "127.0.0.1",
+        "SIP_PORT": str(sip_port),
+        "SIP_NONCE_SECRET": "bench-nonce-secret",
+        "SIP_MAX_BINDINGS_PER_AOR": "1000",
+        "BUS_EXCHANGE": f"bench.{tag}",
+        "BUS_QUEUE_PREFIX": f"bench.{tag}",
+        "LOG_LEVEL": "WARNING",
+    }
+    log = (work / "registrar.log").open("w")
+    registrar = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "centralino_registrar",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(http_port),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_udp(sip_port)
+        rate, _ = knee("centralino", sip_port, csv, args.users, work)
+        print(
+            f"  centralino bindings after the ramp: {bindings_of_registrar(http_port)} "
+            f"(process RSS {rss_kib(registrar.pid) // 1024} MiB)",
+            flush=True,
+        )
+        per_binding = location_memory(args.bindings)
+        print(
+            f"  centralino location memory: {per_binding:.0f} bytes per binding "
+            f"({args.bindings} bindings, Python heap)",
+            flush=True,
+        )
+        return rate, per_binding
+    finally:
+        registrar.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            registrar.wait(30)
+        registrar.kill()
+        log.close()
+
+        async def cleanup() -> None:
+            await drop_database(database_url.rsplit("/", 1)[1])
+            await delete_bus(f"bench.{tag}", f"bench.{tag}")
+
+        asyncio.run(cleanup())
+
+
+def bench_kamailio(
+    args: argparse.Namespace, accounts: list[tuple[str, str]], csv: Path, work: Path
+) -> tuple[int, float]:
+    """Kamailio 5.6 configured the same way (kamailio.cfg)."""
+    db = work / "kamailio-db"
+    prepare_kamailio(db, accounts)
+    kport = free_port()
+    sock = work / "kamailio-ctl.sock"
+    kamailio = subprocess.Popen(
+        [
+            "kamailio",
+            "-f",
+            str(HERE / "kamailio.cfg"),
+            "-DD",
+            "-E",
+            "-l",
+            f"udp:127.0.0.1:{kport}",
+            "-A",
+            f'DBURL="text://{db}"',
+            "-A",
+            f'CTLSOCK="unix:{sock}"',
+            "-m",
+            "1024",
+            "-M",
+            "32",
+            "-w",
+            str(work),
+            "-P",
+            str(work / "kamailio.pid"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_udp(kport)
+        base_shm = kamailio_shm_used(sock)
+        rate, _ = knee("kamailio", kport, csv, args.users, work)
+        fill(
+            "kamailio",
+            kport,
+            csv,
+            max(rate * 7 // 10, 100),
+            args.bindings,
+            kamailio_bindings(sock),
+            args.users,
+            work,
+        )
+        have = kamailio_bindings(sock)
+        per_binding = (kamailio_shm_used(sock) - base_shm) / max(have, 1)
+        print(
+            f"  kamailio   bindings {have}, shared memory {per_binding:.0f} bytes per binding",
+            flush=True,
+        )
+        return rate, per_binding
+    finally:
+        kamailio.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            kamailio.wait(30)
+        kamailio.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--bindings", type=int, default=100_000)
+    parser.add_argument("--only", choices=["centralino", "kamailio"])
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    args = parser.parse_args()
+    for tool in ("sipp", "kamailio", "kamcmd"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed (see .ci/apt-packages.txt)")
+    accounts = users(args.users)
+    work = Path(tempfile.mkdtemp(prefix="bench-register-"))
+    csv = work / "users.csv"
+    write_csv(csv, accounts)
+    print(
+        f"bench/register: {args.users} users, MD5 digest qop=auth, UDP, sipp stepping the rate",
+        flush=True,
+    )
+    results: dict[str, tuple[int, float]] = {}
+    try:
+        if args.only != "kamailio":
+            results["centralino"] = bench_registrar(args, accounts, csv, work)
+        if args.only != "centralino":
+            results["kamailio"] = bench_kamailio(args, accounts, csv, work)
+    finally:
+        if args.keep:
+            print(f"work directory: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    if len(results) < 2:
+        return
+    ours, theirs = results["centralino"], results["kamailio"]
+    print()
+    print(f"registrations/s at zero failures: centralino {ours[0]}, kamailio {theirs[0]}")
+    print(
+        f"REGISTER requests/s (two per registration): centralino {2 * ours[0]}, "
+        f"kamailio {2 * theirs[0]}"
+    )
+    print(f"ratio centralino/kamailio: {ours[0] / max(theirs[0], 1):.2f}")
+    print(
+        f"memory per binding at {args.bindings} bindings: centralino {ours[1]:.0f} B "
+        f"(location heap), kamailio {theirs[1]:.0f} B (usrloc shared memory)"
+    )
+
+
+if __name__ == "__main__":
+    main()
