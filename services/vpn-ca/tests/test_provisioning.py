@@ -47,7 +47,8 @@ async def test_a_token_serves_once_then_410_and_every_fetch_is_logged(
     issued = await token_for(harness, headers, cert["id"], "generic")
     assert issued["url"].endswith(f"/v1/provisioning/{issued['token']}")
     first = await harness.client.get(
-        f"/v1/provisioning/{issued['token']}", headers={"User-Agent": "Yealink SIP-T46U"}
+        f"/v1/provisioning/{issued['token']}",
+        headers={"User-Agent": "Yealink SIP-T46U", "X-Forwarded-For": "203.0.113.7"},
     )
     assert first.status_code == 200
     assert first.headers["content-type"] == "application/x-openvpn-profile"
@@ -69,6 +70,7 @@ async def test_a_token_serves_once_then_410_and_every_fetch_is_logged(
         ("used", 410),
     ]
     assert detail["fetches"][0]["user_agent"] == "Yealink SIP-T46U"
+    assert detail["fetches"][0]["forwarded_for"] == "203.0.113.7"
     assert detail["used_at"] is not None
     listed = (await harness.client.get(f"{BASE}/provisioning-tokens", headers=headers)).json()
     assert "token" not in listed[0] and "token_hash" not in listed[0]

@@ -352,6 +352,7 @@ async def fetch_bundle(
         ctx=ctx,
         token=token,
         remote_addr=request.client.host if request.client else None,
+        forwarded_for=request.headers.get("x-forwarded-for"),
         user_agent=request.headers.get("user-agent"),
     )
     # The fetch log is kept whatever the answer.

@@ -273,6 +273,8 @@ class ProvisioningFetch(Model, table=True):
     outcome: str = Field(sa_column=Column(String(10), nullable=False))
     status: int
     remote_addr: str | None = Field(None, max_length=64)
+    # The phone's own address as the gateway in front saw it.
+    forwarded_for: str | None = Field(None, max_length=64)
     user_agent: str | None = Field(None, max_length=300)
     at: datetime = Field(default_factory=_now, sa_column=_ts(nullable=False))
 
@@ -281,6 +283,7 @@ class ProvisioningFetchPublic(SQLModel):
     outcome: str
     status: int
     remote_addr: str | None
+    forwarded_for: str | None
     user_agent: str | None
     at: datetime
 

@@ -133,6 +133,7 @@ async def redeem(
     ctx: CaContext,
     token: str,
     remote_addr: str | None,
+    forwarded_for: str | None,
     user_agent: str | None,
 ) -> Bundle | Problem:
     """Serves a bundle once for a good token; otherwise the problem to answer. Logs both."""
@@ -172,6 +173,7 @@ async def redeem(
             outcome=outcome,
             status=problem.status if problem else 200,
             remote_addr=(remote_addr or "")[:64] or None,
+            forwarded_for=(forwarded_for or "").split(",")[0].strip()[:64] or None,
             user_agent=(user_agent or "")[:300] or None,
         )
     )
