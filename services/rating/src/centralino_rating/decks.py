@@ -357,13 +357,14 @@ async def load_index(engine: AsyncEngine, deck_id: uuid.UUID) -> PrefixIndex:
                    (rate_per_minute * 1000000)::bigint, (connection_fee * 1000000)::bigint,
                    increment, minimum, extract(epoch FROM effective_from)::float8
             FROM rate WHERE deck_id = $1
+            ORDER BY prefix COLLATE "C", effective_from
             """,
             deck_id,
         )
 
     def build() -> PrefixIndex:
         rows: list[Row] = [tuple(r) for r in records]
-        return PrefixIndex(deck_id, rows)
+        return PrefixIndex(deck_id, rows, presorted=True)
 
     # Off the event loop, so authorizations keep being answered from the old index.
     index = await asyncio.to_thread(build)

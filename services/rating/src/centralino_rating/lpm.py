@@ -44,9 +44,10 @@ Row = tuple[str, str, int, int, int, int, float]
 class PrefixIndex:
     """An immutable longest-prefix index over one deck version."""
 
-    def __init__(self, deck_id: uuid.UUID, rows: Iterable[Row]) -> None:
+    def __init__(self, deck_id: uuid.UUID, rows: Iterable[Row], *, presorted: bool = False) -> None:
+        """`presorted`: rows already come by prefix (code-point order), then effective date."""
         self.deck_id = deck_id
-        ordered = sorted(rows, key=lambda r: (r[0], r[6]))
+        ordered = rows if presorted else sorted(rows, key=lambda r: (r[0], r[6]))
         self.keys: list[str] = []
         # Version span of each key in the row arrays: [start[i], start[i + 1]).
         self._start = array("i")
@@ -62,6 +63,8 @@ class PrefixIndex:
         stack: list[int] = []
         for prefix, destination, rate, fee, increment, minimum, effective in ordered:
             if not self.keys or self.keys[-1] != prefix:
+                if self.keys and prefix < self.keys[-1]:
+                    raise ValueError(f"deck rows out of order at prefix {prefix}")
                 index = len(self.keys)
                 while stack and not prefix.startswith(self.keys[stack[-1]]):
                     stack.pop()
