@@ -22,6 +22,9 @@ FAST = {
     "webhook_poll_seconds": 0.1,
     "webhook_timeout_seconds": 3.0,
     "login_max_failures": 3,
+    # Cheap hashes: the tests exercise the logic, not the cost.
+    "password_hash_time_cost": 1,
+    "password_hash_memory_kib": 1024,
 }
 
 

@@ -28,6 +28,10 @@ class Settings(ServiceSettings):
     # A rotated-out signing key stays in the JWKS this long, so its tokens still verify.
     signing_key_grace_seconds: int = 24 * 3600
 
+    # argon2id cost (RFC 9106 second recommended option by default).
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+
     # Failed logins per username (and per client address) before 429.
     login_max_failures: int = 5
     login_window_seconds: int = 300

@@ -26,6 +26,7 @@ from .idempotency import IdempotencyMiddleware, purge_idempotency
 from .keys import GatewayVerifier, Keyring, Sealer
 from .live import LiveHub
 from .proxy import facade_router
+from .security import configure_hasher
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -62,6 +63,9 @@ def create_app(
     """Builds the gateway app; `verifier` (tests) is trusted besides the gateway's own keys."""
     settings = settings or Settings()
     sealer = Sealer(settings.key_encryption_key.get_secret_value())
+    configure_hasher(
+        time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib
+    )
     tasks: list[asyncio.Task[None]] = []
 
     async def on_start(runtime: ServiceRuntime) -> None:

@@ -13,6 +13,14 @@ _hasher = PasswordHasher()
 # Verified against when the user does not exist, so timing does not reveal which emails do.
 _DUMMY_HASH = _hasher.hash("centralino-no-such-user")
 
+
+def configure_hasher(*, time_cost: int, memory_kib: int) -> None:
+    """Sets the argon2id cost of new hashes (old hashes carry their own parameters)."""
+    global _hasher, _DUMMY_HASH
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1)
+    _DUMMY_HASH = _hasher.hash("centralino-no-such-user")
+
+
 API_KEY_PREFIX = "ck_"
 REFRESH_TOKEN_PREFIX = "rt_"  # noqa: S105
 
