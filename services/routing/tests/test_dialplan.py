@@ -625,3 +625,24 @@ async def test_a_suspended_tenant_keeps_only_emergency(demo: ServiceHarness, rou
 
     await until(suspended, timeout=20, message="bellavista suspended")
     assert (await route(demo, **call, digits="112"))["class"] == "emergency"
+
+
+async def test_concurrent_creations_give_one_winner(harness: ServiceHarness) -> None:
+    import asyncio
+
+    tenant = await harness.add_tenant("gara")
+    headers = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
+    responses = await asyncio.gather(
+        *(
+            harness.client.post(
+                f"/v1/tenants/{tenant.slug}/extensions",
+                json={"number": "30", "name": f"n{i}"},
+                headers=headers,
+            )
+            for i in range(4)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+    for response in responses:
+        if response.status_code == 409:
+            _problem(response, 409, "Extension exists")

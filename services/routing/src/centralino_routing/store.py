@@ -29,6 +29,7 @@ from centralino_proto.tenancy import Tenant
 from centralino_proto.web import Problem
 from sqlalchemy import delete, func, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
@@ -71,6 +72,14 @@ log = logging.getLogger("centralino.routing.store")
 # cannot each pass the loop check and together close a loop.
 _TARGETS_LOCK = int.from_bytes(hashlib.sha256(b"centralino-routing-targets").digest()[:7], "big")
 _DEFAULT_NO_ANSWER_SECONDS = 20
+
+
+async def _flush_or_conflict(session: AsyncSession, title: str, detail: str) -> None:
+    """Flushes; a unique constraint lost to a concurrent request is a 409, not a 500."""
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Problem(409, title, detail) from exc
 
 
 async def touch(session: AsyncSession, *, outbox: Outbox, tenant_ids: Iterable[uuid.UUID]) -> None:
@@ -154,7 +163,9 @@ async def create_extension(
     )
     extension.set_permissions(data.permissions)
     session.add(extension)
-    await session.flush()
+    await _flush_or_conflict(
+        session, "Extension exists", f"extension {data.number} is taken in {tenant.slug}"
+    )
     await _refuse_link_overlap(session, tenant.tenant_id)
     await outbox.add(
         session,
@@ -545,7 +556,9 @@ async def create_numbers(
         for e164 in e164s
     ]
     session.add_all(numbers)
-    await session.flush()
+    await _flush_or_conflict(
+        session, "Number assigned", "a number of the block is already assigned"
+    )
     for number in numbers:
         await _refuse_loop(session, ("did", number.e164))
         await _publish_assigned(session, outbox, number)
@@ -719,7 +732,9 @@ async def save_schedule(
         schedule = await get_schedule(session, tenant=tenant, schedule_id=schedule_id)
         for name, value in _schedule_fields(data).items():
             setattr(schedule, name, value)
-    await session.flush()
+    await _flush_or_conflict(
+        session, "Schedule exists", f"{tenant.slug} already has a schedule {data.name!r}"
+    )
     await touch(session, outbox=outbox, tenant_ids=[tenant.tenant_id])
     return schedule
 
@@ -818,7 +833,9 @@ async def save_menu(
         menu = await get_menu(session, tenant=tenant, menu_id=menu_id)
         for name, value in fields.items():
             setattr(menu, name, value)
-    await session.flush()
+    await _flush_or_conflict(
+        session, "IVR menu exists", f"{tenant.slug} already has a menu {data.name!r}"
+    )
     await touch(session, outbox=outbox, tenant_ids=[tenant.tenant_id])
     return menu
 
@@ -915,7 +932,9 @@ async def create_link_group(
         raise Problem(409, "Link group exists", f"a link group is already named {name!r}")
     group = LinkGroup(id=group_id or uuid.uuid4(), name=name)
     session.add(group)
-    await session.flush()
+    await _flush_or_conflict(
+        session, "Link group exists", f"a link group is already named {name!r}"
+    )
     return group
 
 
@@ -942,7 +961,9 @@ async def add_link_member(
     if elsewhere.scalar_one_or_none() is not None:
         raise Problem(409, "Tenant already linked", f"{tenant.slug} is already in a link group")
     session.add(LinkMember(link_group_id=group.id, tenant_id=tenant.tenant_id, digit=digit))
-    await session.flush()
+    await _flush_or_conflict(
+        session, "Tenant already linked", f"{tenant.slug} joined a link group meanwhile"
+    )
     await _refuse_link_overlap(session, tenant.tenant_id)
     await outbox.add(
         session,
