@@ -4,7 +4,7 @@ from centralino_proto.testing import ServiceHarness
 async def test_probes_and_openapi(harness: ServiceHarness) -> None:
     assert (await harness.client.get("/healthz")).json() == {"status": "ok"}
     ready = await harness.wait_ready()
-    assert ready["checks"] == {"database": "ok", "bus": "ok"}
+    assert ready["checks"] == {"database": "ok", "bus": "ok", "dialplan": "ok"}
     assert "centralino_http_request_seconds" in (await harness.client.get("/metrics")).text
     assert (await harness.client.get("/openapi.json")).json()["info"][
         "title"

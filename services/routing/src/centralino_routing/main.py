@@ -68,6 +68,12 @@ def create_app(
         if isinstance(keeper, PlanKeeper):
             await keeper.stop()
 
+    async def dialplan_ready(runtime: ServiceRuntime) -> str | None:
+        keeper = runtime.extras.get("plans")
+        if not isinstance(keeper, PlanKeeper) or not keeper.plans.loaded:
+            return "dial plans not compiled yet"
+        return None
+
     return create_service_app(
         settings=settings,
         migrations_dir=MIGRATIONS,
@@ -77,4 +83,5 @@ def create_app(
         on_start=on_start,
         on_stop=on_stop,
         verifier=verifier,
+        readiness={"dialplan": dialplan_ready},
     )
