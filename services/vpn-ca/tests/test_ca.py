@@ -469,3 +469,49 @@ async def test_a_deleted_tenant_gets_no_new_certificates(harness: ServiceHarness
     assert (
         await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)
     ).status_code == 200
+
+
+async def test_the_operator_moves_the_endpoint(harness: ServiceHarness) -> None:
+    tenant_id, admin = await make_ca(harness, "bellavista")
+    await make_ca(harness, "rossi-roma")
+    operator = harness.mint.headers("operator")
+    url = "/v1/tenants/bellavista/ca"
+    assert (
+        await harness.client.patch(url, json={"endpoint": {"port": 1300}}, headers=admin)
+    ).status_code == 403
+    clash = await harness.client.patch(
+        url, json={"endpoint": {"subnet": "10.8.1.0/24"}}, headers=operator
+    )
+    assert clash.status_code == 409, clash.text
+    moved = await harness.client.patch(
+        url,
+        json={
+            "endpoint": {
+                "remote_host": "vpn1.example.net",
+                "port": 1300,
+                "protocol": "tcp",
+                "subnet": "172.20.0.0/24",
+            }
+        },
+        headers=operator,
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["endpoint"] == {
+        "remote_host": "vpn1.example.net",
+        "port": 1300,
+        "protocol": "tcp",
+        "subnet": "172.20.0.0/24",
+        "sip_edge": "172.20.0.1",
+    }
+    conf = (await harness.client.get(f"{url}/openvpn-server.conf", headers=operator)).text
+    assert "port 1300\nproto tcp\n" in conf and "server 172.20.0.0 255.255.255.0" in conf
+    device = (
+        await harness.client.post("/v1/tenants/bellavista/certificates", json={}, headers=admin)
+    ).json()
+    profile = (
+        await harness.client.get(
+            f"/v1/tenants/bellavista/certificates/{device['id']}/bundle", headers=admin
+        )
+    ).text
+    assert "remote vpn1.example.net 1300" in profile and "proto tcp" in profile
+    assert tenant_id

@@ -22,6 +22,7 @@ from .models import (
     Certificate,
     CertificateAuthorityCreate,
     CertificateAuthorityPublic,
+    CertificateAuthorityUpdate,
     CertificateCreate,
     CertificateKind,
     CertificatePublic,
@@ -68,7 +69,9 @@ def _manager(claims: Claims, tenant: Tenant | None = None) -> None:
 
 def _operator(claims: Claims) -> None:
     if claims.role not in (Role.operator, Role.service):
-        raise Problem(403, "Forbidden", "the VPN server configuration is for the operator only")
+        raise Problem(
+            403, "Forbidden", "the VPN endpoint and its server configuration are the operator's"
+        )
 
 
 def _ref(tenant: Tenant) -> domain.TenantRef:
@@ -104,6 +107,22 @@ async def create_ca(
         tenant=_ref(tenant),
         key_algorithm=body.key_algorithm,
         endpoint=body.endpoint,
+    )
+    await session.commit()
+    return domain.ca_public(ca)
+
+
+@tenant_router.patch("/ca", response_model=CertificateAuthorityPublic)
+async def update_ca_endpoint(
+    body: CertificateAuthorityUpdate,
+    tenant: TenantDep,
+    claims: ClaimsDep,
+    session: SessionDep,
+) -> CertificateAuthorityPublic:
+    """Moves the tenant's VPN endpoint (host, port, protocol, subnet, SIP edge); operator only."""
+    _operator(claims)
+    ca = await domain.update_endpoint(
+        session=session, tenant_id=tenant.tenant_id, requested=body.endpoint
     )
     await session.commit()
     return domain.ca_public(ca)

@@ -157,25 +157,66 @@ def _ipv4(value: str, what: str) -> ipaddress.IPv4Address:
         raise Problem(422, "Invalid endpoint", f"{what} {value!r} is not an IPv4 address") from exc
 
 
+async def _subnets_taken(
+    *, session: AsyncSession, but: uuid.UUID | None = None
+) -> list[ipaddress.IPv4Network]:
+    statement = select(CertificateAuthority.vpn_subnet)
+    if but is not None:
+        statement = statement.where(CertificateAuthority.id != but)
+    return [ipaddress.IPv4Network(s) for s in (await session.execute(statement)).scalars()]
+
+
+def _checked_subnet(value: str, taken: list[ipaddress.IPv4Network]) -> ipaddress.IPv4Network:
+    try:
+        subnet = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise Problem(422, "Invalid endpoint", f"subnet {value!r}: {exc}") from exc
+    if not subnet.is_private or not 16 <= subnet.prefixlen <= 29:
+        raise Problem(422, "Invalid endpoint", "the subnet must be private, /16 to /29")
+    clash = next((t for t in taken if t.overlaps(subnet)), None)
+    if clash:
+        raise Problem(409, "Subnet in use", f"{subnet} overlaps another tenant's {clash}")
+    return subnet
+
+
+async def update_endpoint(
+    *, session: AsyncSession, tenant_id: uuid.UUID, requested: VpnEndpointUpdate
+) -> CertificateAuthority:
+    """Changes where the tenant's VPN endpoint is; profiles made from now on carry it."""
+    ca = await require_ca(session=session, tenant_id=tenant_id, for_update=True)
+    old = endpoint_of(ca)
+    if requested.subnet and requested.subnet != ca.vpn_subnet:
+        taken = await _subnets_taken(session=session, but=ca.id)
+        subnet = _checked_subnet(requested.subnet, taken)
+        ca.vpn_subnet = str(subnet)
+        if ca.sip_edge == old.server_address and not requested.sip_edge:
+            # The edge was the server's own tunnel address: it moves with the subnet.
+            ca.sip_edge = str(next(subnet.hosts()))
+    if requested.sip_edge:
+        ca.sip_edge = str(_ipv4(requested.sip_edge, "sip_edge"))
+    if requested.remote_host:
+        ca.vpn_remote_host = requested.remote_host
+    if requested.port:
+        ca.vpn_port = requested.port
+    if requested.protocol:
+        ca.vpn_protocol = requested.protocol.value
+    session.add(ca)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise Problem(409, "Subnet in use", f"{ca.vpn_subnet} was just taken") from exc
+    return ca
+
+
 async def allocate_endpoint(
     *, session: AsyncSession, settings: Settings, requested: VpnEndpointUpdate | None
 ) -> Endpoint:
     """The tenant's VPN endpoint: what was asked for, else the next free subnet of the pool."""
     requested = requested or VpnEndpointUpdate()
-    taken = [
-        ipaddress.IPv4Network(s)
-        for s in (await session.execute(select(CertificateAuthority.vpn_subnet))).scalars()
-    ]
+    taken = await _subnets_taken(session=session)
     if requested.subnet:
-        try:
-            subnet = ipaddress.IPv4Network(requested.subnet, strict=True)
-        except ValueError as exc:
-            raise Problem(422, "Invalid endpoint", f"subnet {requested.subnet!r}: {exc}") from exc
-        if not subnet.is_private or not 16 <= subnet.prefixlen <= 29:
-            raise Problem(422, "Invalid endpoint", "the subnet must be private, /16 to /29")
-        clash = next((t for t in taken if t.overlaps(subnet)), None)
-        if clash:
-            raise Problem(409, "Subnet in use", f"{subnet} overlaps another tenant's {clash}")
+        subnet = _checked_subnet(requested.subnet, taken)
         index = 0
     else:
         pool = ipaddress.IPv4Network(settings.vpn_subnet_pool)

@@ -72,6 +72,10 @@ class CertificateAuthorityCreate(BaseModel):
     endpoint: VpnEndpointUpdate | None = None
 
 
+class CertificateAuthorityUpdate(BaseModel):
+    endpoint: VpnEndpointUpdate
+
+
 class CertificateAuthority(Model, table=True):
     __tablename__ = "certificate_authority"
 
