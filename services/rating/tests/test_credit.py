@@ -123,7 +123,15 @@ async def test_authorize_needs_a_service_token_and_a_valid_request(harness: Serv
     bad = await harness.client.post(
         "/v1/authorize", json={**body, "e164": "0612345678"}, headers=service
     )
-    assert bad.status_code == 422
+    assert bad.status_code == 422 and "E.164" in bad.json()["detail"]
+    missing = {k: v for k, v in body.items() if k != "e164"}
+    assert (
+        await harness.client.post("/v1/authorize", json=missing, headers=service)
+    ).status_code == 422
+    # Emergency numbers need no E.164 form and no credit.
+    emergency = {**body, "e164": "112", "class": "emergency"}
+    answer = (await harness.client.post("/v1/authorize", json=emergency, headers=service)).json()
+    assert answer == {"allowed": True, "max_seconds": None, "reason": None}
     # No deck yet: nothing to price the call with.
     answer = (await harness.client.post("/v1/authorize", json=body, headers=service)).json()
     assert answer == {"allowed": False, "max_seconds": None, "reason": "no rate for +390612345678"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -47,7 +48,7 @@ from .pricing import BUNDLE_OF, FREE_CLASSES, ZERO, price_call
 
 router = APIRouter(prefix="/v1")
 
-E164 = Annotated[str, Field(pattern=r"^\+[1-9][0-9]{1,14}$")]
+E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
 Percent = Annotated[Decimal, Field(ge=0, le=1000, max_digits=12, decimal_places=6)]
 Amount = Annotated[Decimal, Field(gt=0, le=1_000_000, max_digits=18, decimal_places=6)]
 MANAGERS = (Role.operator, Role.reseller)
@@ -82,7 +83,8 @@ class AuthorizeRequest(BaseModel):
     tenant_id: uuid.UUID
     call_id: str = Field(min_length=1, max_length=200)
     extension: str = Field(min_length=1, max_length=40)
-    e164: E164
+    # Free classes may carry a short code (112) or nothing; billable ones need E.164.
+    e164: str | None = Field(default=None, max_length=32)
     call_class: CallClass = Field(alias="class")
 
 
@@ -98,6 +100,12 @@ async def authorize(
 ) -> AuthorizeResponse:
     """May this call start, and for how long; reserves credit and bundle for it."""
     require(claims, Role.service, Role.operator)
+    if body.call_class not in FREE_CLASSES and not E164_RE.fullmatch(body.e164 or ""):
+        raise Problem(
+            422,
+            "Invalid number",
+            f"a {body.call_class} call needs an E.164 number, got {body.e164!r}",
+        )
     runtime = runtime_of(request)
     settings = runtime.settings
     decision = await authorize_call(
@@ -106,7 +114,7 @@ async def authorize(
         tenant_id=body.tenant_id,
         call_id=body.call_id,
         extension=body.extension,
-        e164=body.e164,
+        e164=body.e164 or "",
         call_class=body.call_class,
         now=now(),
         max_call_seconds=settings.max_call_seconds,
