@@ -515,3 +515,25 @@ async def test_the_operator_moves_the_endpoint(harness: ServiceHarness) -> None:
     ).text
     assert "remote vpn1.example.net 1300" in profile and "proto tcp" in profile
     assert tenant_id
+
+
+async def test_the_vpn_server_certificate_is_renewed(harness: ServiceHarness) -> None:
+    _, admin = await make_ca(harness, "bellavista")
+    operator = harness.mint.headers("operator")
+    url = "/v1/tenants/bellavista/ca/server-certificate"
+    assert (await harness.client.post(url, headers=admin)).status_code == 403
+    before = (
+        await harness.client.get("/v1/tenants/bellavista/ca/openvpn-server.conf", headers=operator)
+    ).text
+    renewed = await harness.client.post(url, headers=operator)
+    assert renewed.status_code == 201, renewed.text
+    assert renewed.json()["kind"] == "server" and renewed.json()["renewed_from_id"]
+    after = (
+        await harness.client.get("/v1/tenants/bellavista/ca/openvpn-server.conf", headers=operator)
+    ).text
+    assert renewed.json()["certificate_pem"].strip() in after
+    assert before != after
+    servers = (
+        await harness.client.get("/v1/tenants/bellavista/certificates?kind=server", headers=admin)
+    ).json()
+    assert len(servers) == 2 and all(s["status"] == "valid" for s in servers)

@@ -128,6 +128,23 @@ async def update_ca_endpoint(
     return domain.ca_public(ca)
 
 
+@tenant_router.post("/ca/server-certificate", status_code=201, response_model=CertificatePublic)
+async def renew_server_certificate(
+    tenant: TenantDep,
+    claims: ClaimsDep,
+    session: SessionDep,
+    ctx: ContextDep,
+    outbox: OutboxDep,
+) -> CertificatePublic:
+    """A new certificate for the tenant's VPN server; fetch the server configuration again."""
+    _operator(claims)
+    cert = await domain.renew_server_certificate(
+        session=session, ctx=ctx, outbox=outbox, tenant=_ref(tenant)
+    )
+    await session.commit()
+    return domain.certificate_public(cert)
+
+
 @tenant_router.get("/ca/certificate.pem", response_class=Response)
 async def get_ca_pem(tenant: TenantDep, session: SessionDep) -> Response:
     """The CA certificate and its chain, PEM."""

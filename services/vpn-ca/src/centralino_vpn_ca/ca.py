@@ -320,6 +320,36 @@ async def create_ca(
     return ca
 
 
+async def renew_server_certificate(
+    *, session: AsyncSession, ctx: CaContext, outbox: Outbox, tenant: TenantRef
+) -> Certificate:
+    """A new VPN server certificate (and key); the old one stays valid until it expires."""
+    ca = await require_ca(session=session, tenant_id=tenant.tenant_id, for_update=True)
+    old = (
+        await session.get(Certificate, ca.server_certificate_id)
+        if ca.server_certificate_id
+        else None
+    )
+    server = await _sign(
+        session=session,
+        ctx=ctx,
+        outbox=outbox,
+        ca=ca,
+        issuer=issuer_of(ctx=ctx, ca=ca),
+        tenant=tenant,
+        kind="server",
+        common_name=old.common_name if old else f"vpn.{tenant.sip_realm}"[:64],
+        key_algorithm=ca.key_algorithm,
+        days=ctx.settings.server_validity_days,
+        hostname=ca.vpn_remote_host,
+        renewed_from=old,
+    )
+    ca.server_certificate_id = server.id
+    session.add(ca)
+    await session.flush()
+    return server
+
+
 # -- certificates -----------------------------------------------------------------------
 
 
