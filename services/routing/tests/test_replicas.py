@@ -3,6 +3,7 @@ and through the version sweep when a signal was missed."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -91,3 +92,40 @@ async def test_the_decision_takes_well_under_a_millisecond(
     samples.sort()
     p99 = samples[int(len(samples) * 0.99)]
     assert p99 < 0.0005, f"p99 {p99 * 1e6:.0f} us"
+
+
+async def test_a_decision_never_queries_the_database(demo: ServiceHarness, route: Any) -> None:
+    from sqlalchemy import event
+
+    # Let the seed's own dialplan.changed signals arrive and be applied first.
+    async def relayed() -> bool:
+        async with demo.runtime.sessionmaker() as session:
+            unsent = await session.execute(
+                text("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            )
+            return unsent.scalar_one() == 0
+
+    await until(relayed, timeout=20, message="outbox drained")
+    await asyncio.sleep(1.0)
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = demo.runtime.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        for digits in ("104", "0612345678", "3351234567", "+39062022601", "00442071234567"):
+            await route(
+                demo,
+                tenant_id=str(BELLAVISTA.tenant_id),
+                extension="106",
+                digits=digits,
+                at=WORKDAY,
+            )
+        await route(demo, inbound_did="+39021234567", at=WORKDAY)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # The outbox relay and the version sweep may run meanwhile; nothing reads the plan tables.
+    plan_tables = ("extension", "number", "forwarding_rule", "ivr_menu", "schedule", "link_member")
+    assert not [s for s in statements if any(f" {t}" in s for t in plan_tables)], statements
