@@ -1,11 +1,13 @@
 """Rate deck import (streamed, all or nothing) and lookups consistent across replicas."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from centralino_proto.testing import ServiceHarness
+from centralino_proto.testing import ServiceHarness, until
 from centralino_rating.decks import DeckCache
+from centralino_rating.decks import import_deck as import_rows
 from rating_helpers import import_deck
 from sqlalchemy import text
 
@@ -129,3 +131,24 @@ async def test_only_the_operator_imports(harness: ServiceHarness) -> None:
         headers=harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id),
     )
     assert response.status_code == 403
+
+
+async def test_a_replica_builds_a_new_deck_before_any_call_asks(harness: ServiceHarness) -> None:
+    """The deck watch of a replica that did not import picks the new version up on its own."""
+    # Another replica imports (its own cache is not this app's).
+    other = DeckCache(harness.runtime.engine)
+    async with harness.runtime.sessionmaker() as session, session.begin():
+
+        async def body() -> AsyncIterator[bytes]:
+            yield (HEADER + "39,Italy,0.02,0,1,0,2026-01-01\n").encode()
+
+        deck = await import_rows(
+            session,
+            name="elsewhere",
+            effective_from=datetime(2026, 1, 1, tzinfo=UTC),
+            chunks=body(),
+        )
+    await other.get(deck.id)
+    mine = harness.runtime.extras["decks"]
+    assert isinstance(mine, DeckCache)
+    await until(lambda: deck.id in mine._indexes, timeout=20, message="deck built by the watch")

@@ -19,3 +19,5 @@ class Settings(ServiceSettings):
     link_setup_fee: Decimal = Decimal("25.00")
     # How often recurring charges (plan fees, DIDs) are looked at.
     billing_interval_seconds: float = 60.0
+    # How often a replica looks for a new deck version to build ahead of use.
+    deck_poll_seconds: float = 5.0

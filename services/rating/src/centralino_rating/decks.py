@@ -380,7 +380,7 @@ async def load_index(engine: AsyncEngine, deck_id: uuid.UUID) -> PrefixIndex:
 class DeckCache:
     """This replica's prefix indexes, keyed by deck version; the version is checked per use."""
 
-    def __init__(self, engine: AsyncEngine, keep: int = 2) -> None:
+    def __init__(self, engine: AsyncEngine, keep: int = 3) -> None:
         self._engine = engine
         self._keep = keep
         self._indexes: dict[uuid.UUID, PrefixIndex] = {}

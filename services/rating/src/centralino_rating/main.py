@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from centralino_proto.auth import JWKSVerifier
@@ -20,13 +21,27 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("centralino.rating")
 
 
-async def _warm_deck(runtime: ServiceRuntime) -> None:
+async def _deck_watch(runtime: ServiceRuntime) -> None:
+    """Builds the index of every deck in force or due within a day before a call needs it.
+
+    Calls always use the version PostgreSQL says is in force (so replicas agree); this only
+    keeps the first call after an import on another replica from waiting for the build.
+    """
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
     decks = runtime.extras["decks"]
     assert isinstance(decks, DeckCache)
-    async with runtime.sessionmaker() as session:
-        deck_id = await deck_in_force(session, utcnow())
-    if deck_id:
-        await decks.get(deck_id)
+    while True:
+        try:
+            async with runtime.sessionmaker() as session:
+                now = utcnow()
+                due = await deck_in_force(session, now + timedelta(days=1))
+                current = await deck_in_force(session, now)
+            for deck_id in dict.fromkeys(d for d in (current, due) if d):
+                await decks.get(deck_id)
+        except Exception:
+            log.exception("deck watch pass failed; retried next pass")
+        await asyncio.sleep(settings.deck_poll_seconds)
 
 
 async def _billing_loop(runtime: ServiceRuntime) -> None:
@@ -45,7 +60,7 @@ async def _billing_loop(runtime: ServiceRuntime) -> None:
 async def on_start(runtime: ServiceRuntime) -> None:
     runtime.extras["decks"] = runtime.extras.get("decks") or DeckCache(runtime.engine)
     runtime.extras["tasks"] = [
-        asyncio.create_task(_warm_deck(runtime), name="rating-warm-deck"),
+        asyncio.create_task(_deck_watch(runtime), name="rating-deck-watch"),
         asyncio.create_task(_billing_loop(runtime), name="rating-billing"),
     ]
 
