@@ -78,6 +78,11 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         {"action": "extension", "targets": [_target(ROMA, "400")]},
     ),
     (
+        "carrier sends 39062022602 without the plus: Rome 402",
+        {"inbound_did": "39062022602", "at": WORKDAY},
+        {"action": "extension", "e164": "+39062022602", "targets": [_target(ROMA, "402")]},
+    ),
+    (
         "carrier calls +39021234567 naming the wrong tenant: not found",
         {"inbound_did": "+39021234567", "tenant_id": str(ROMA.tenant_id), "at": WORKDAY},
         {"action": "reject", "reject": {"status": 404, "reason": "+39021234567 is not assigned"}},

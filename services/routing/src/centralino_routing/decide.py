@@ -254,11 +254,19 @@ class Router:
 
     def _inbound(self, request: RouteRequest, at: datetime) -> RouteDecision:
         assert request.inbound_did is not None
-        try:
-            e164 = classify(request.inbound_did).e164
-        except NumberingError:
-            return _reject(404, f"{request.inbound_did} is not a number", CallClass.internal, None)
-        did = self.plans.did_index.get(e164)
+        dialled = clean(request.inbound_did)
+        # Carriers send the called number as +39..., 39... (no plus) or 06...
+        did = self.plans.did_index.get(dialled if dialled.startswith("+") else "+" + dialled)
+        if did is not None:
+            e164 = did.e164
+        else:
+            try:
+                e164 = classify(dialled).e164
+            except NumberingError:
+                return _reject(
+                    404, f"{request.inbound_did} is not a number", CallClass.internal, None
+                )
+            did = self.plans.did_index.get(e164)
         if did is None or (request.tenant_id is not None and request.tenant_id != did.tenant_id):
             return _reject(404, f"{e164} is not assigned", CallClass.internal, None)
         owner = self.plans.tenants[did.tenant_id]
