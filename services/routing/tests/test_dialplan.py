@@ -369,6 +369,21 @@ async def test_link_groups(demo: ServiceHarness, route: Any) -> None:
     _problem(twice, 409, "Tenant already linked")
     # The refused group was not half-created.
     assert len((await demo.client.get("/v1/link-groups", headers=operator)).json()) == 1
+    # Joining with digit 4 would make Rome's 410 ambiguous with "4" + the newcomer's 10.
+    newcomer = await demo.add_tenant("filiale-nuova")
+    made = await demo.client.post(
+        "/v1/tenants/filiale-nuova/extensions",
+        json={"number": "10", "name": "Banco"},
+        headers=demo.mint.headers("tenant_admin", tenant_id=newcomer.tenant_id),
+    )
+    assert made.status_code == 201, made.text
+    clash = await demo.client.post(
+        f"/v1/link-groups/{rossi['id']}/members",
+        json={"tenant": newcomer.slug, "digit": 4},
+        headers=operator,
+    )
+    body = _problem(clash, 409, "Extension overlaps a link")
+    assert "410" in body["detail"]
     # Fill the group to 10 members, then one more is refused.
     for digit in (0, 3, 4, 5, 6, 7, 8, 9):
         tenant = await demo.add_tenant(f"filiale-{digit}")
