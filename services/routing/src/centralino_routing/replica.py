@@ -44,19 +44,38 @@ class PlanKeeper:
         self.instance = uuid.uuid4().hex[:12]
         self._connection: AbstractRobustConnection | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Listens for change signals, then loads every plan (so no change falls in between)."""
-        await self._listen()
+        try:
+            await asyncio.wait_for(self._listen(), timeout=15)
+        except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+            # Decisions do not need the bus: serve from the database's plans, sweep, retry.
+            log.warning("dialplan.changed not bound (%s); relying on the sweep meanwhile", exc)
+            self._retry = asyncio.create_task(self._listen_later(), name="dialplan-listen")
         await self.load_all()
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="dialplan-sweep")
 
+    async def _listen_later(self) -> None:
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await self._listen()
+                await self.sweep()
+                return
+            except (OSError, TimeoutError, aio_pika.exceptions.AMQPError) as exc:
+                log.warning("dialplan.changed still not bound (%s)", exc)
+                delay = min(delay * 2, 30.0)
+
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._retry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -107,6 +126,9 @@ class PlanKeeper:
 
     async def _listen(self) -> None:
         settings = self.runtime.settings
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
         self._connection = await aio_pika.connect_robust(
             settings.amqp_url,
             client_properties={"connection_name": f"routing-plan-{self.instance}"},
