@@ -113,6 +113,7 @@ def sipp(harness: ServiceHarness, tmp_path: Path) -> Sipp:
         transport: str = "udp",
         calls: int | None = None,
         extra: list[str] | None = None,
+        local_port: int | None = None,
     ) -> SippResult:
         csv = tmp_path / f"{scenario}-{uuid.uuid4().hex[:6]}.csv"
         csv.write_text("SEQUENTIAL\n" + "".join(";".join(r) + "\n" for r in rows))
@@ -127,7 +128,7 @@ def sipp(harness: ServiceHarness, tmp_path: Path) -> Sipp:
             "-i",
             "127.0.0.1",
             "-p",
-            str(free_port()),
+            str(local_port or free_port()),
             "-m",
             str(calls or len(rows)),
             "-r",

@@ -36,6 +36,12 @@ class Settings(ServiceSettings):
     sip_ban_window: float = 60.0
     sip_ban_seconds: float = 300.0
 
+    # Call control: the per-call APIs and where PSTN calls go.
+    routing_url: str = "http://127.0.0.1:8002"
+    rating_url: str = "http://127.0.0.1:8003"
+    carrier_uri: str = "sip:127.0.0.1:5080"
+    media_uri: str = ""
+
     @property
     def sip_public_host(self) -> str:
         if self.sip_advertised_host:

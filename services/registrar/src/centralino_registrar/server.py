@@ -11,12 +11,13 @@ from centralino_proto.service import ServiceRuntime
 from prometheus_client import Counter
 
 from .abuse import AbuseGuard
+from .calls import CallControl
 from .config import Settings
 from .directory import Directory
 from .location import Location
 from .registrar import Registrar, Reply
 from .sip.digest import Nonces
-from .sip.message import Malformed, SipMessage, parse_uri
+from .sip.message import Malformed, SipMessage, parse_name_addr, parse_uri
 from .sip.transaction import Transactions, TxKey, TxState, make_response, transaction_key
 from .sip.transport import SipTransport, Source
 
@@ -27,7 +28,8 @@ RETRANSMISSIONS = Counter(
     "centralino_sip_retransmissions_total", "Retransmitted requests answered from cache"
 )
 
-ALLOW = "REGISTER, OPTIONS"
+ALLOW = "REGISTER, OPTIONS, INVITE, ACK, CANCEL, BYE, UPDATE, INFO"
+IN_DIALOG = {"BYE", "UPDATE", "INFO", "INVITE", "ACK", "NOTIFY", "REFER", "MESSAGE", "PRACK"}
 
 
 class SipServer:
@@ -60,6 +62,16 @@ class SipServer:
         )
         self.transactions = Transactions()
         self.transport = SipTransport(self.on_message)
+        self.calls = CallControl(
+            settings=settings,
+            transport=self.transport,
+            registrar=self.registrar,
+            directory=self.directory,
+            location=self.location,
+            sessionmaker=runtime.sessionmaker,
+            outbox=runtime.outbox,
+            reply=self.respond,
+        )
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -72,6 +84,7 @@ class SipServer:
         await self.transport.stop()
         for task in list(self._tasks):
             task.cancel()
+        await self.calls.close()
         await self.location.stop()
 
     # -- dispatch -------------------------------------------------------------
@@ -82,11 +95,17 @@ class SipServer:
             self._malformed(msg, source)
             return
         if not msg.is_request:
-            return  # responses belong to client transactions (call control)
+            self._spawn(self.calls.response(msg, source))
+            return
         if self.guard.banned(source.ip):
             return
+        to = parse_name_addr(msg.get("to") or "")
+        in_dialog = to is not None and to.tag is not None
         if msg.method == "ACK":
-            return  # ACK of a non-2xx final response: ends the transaction, nothing to do
+            # The ACK of a 2xx travels the dialog; one of a non-2xx ends our transaction.
+            if in_dialog:
+                self._spawn(self._answer_in_dialog(msg, source))
+            return
         key = transaction_key(msg)
         state, cached = self.transactions.begin(key)
         if state is TxState.completed and cached:
@@ -101,7 +120,11 @@ class SipServer:
         elif method == "OPTIONS":
             self._reply(msg, source, key, self._options(msg))
         elif method == "CANCEL":
-            self._reply(msg, source, key, Reply(481, "Call/Transaction Does Not Exist"))
+            self._reply(msg, source, key, self.calls.cancel(msg, source))
+        elif in_dialog and method in IN_DIALOG:
+            self._spawn(self._answer_in_dialog(msg, source, key))
+        elif method == "INVITE":
+            self._spawn(self._answer_call(msg, source, key))
         else:
             self._reply(msg, source, key, Reply(405, "Method Not Allowed", [("allow", ALLOW)]))
 
@@ -129,6 +152,38 @@ class SipServer:
             log.exception("sip: %s failed", msg.method)
             reply = Reply(500, "Server Internal Error")
         self._reply(msg, source, key, reply)
+
+    async def _answer_call(self, msg: SipMessage, source: Source, key: TxKey) -> None:
+        try:
+            reply = await self.calls.invite(msg, source)
+        except Exception:
+            log.exception("sip: INVITE failed")
+            reply = Reply(500, "Server Internal Error")
+        if reply is not None:
+            self._reply(msg, source, key, reply)
+
+    async def _answer_in_dialog(
+        self, msg: SipMessage, source: Source, key: TxKey | None = None
+    ) -> None:
+        try:
+            reply = await self.calls.in_dialog(msg, source)
+        except Exception:
+            log.exception("sip: in-dialog %s failed", msg.method)
+            reply = Reply(500, "Server Internal Error")
+        if reply is not None and key is not None:
+            self._reply(msg, source, key, reply)
+
+    def respond(self, msg: SipMessage, source: Source, reply: Reply) -> None:
+        """A response outside the transaction cache (100 Trying)."""
+        response = make_response(
+            msg,
+            reply.status,
+            reply.reason,
+            source_ip=source.ip,
+            source_port=source.port,
+            headers=reply.headers,
+        )
+        self._send(response.encode(), source)
 
     def _reply(self, msg: SipMessage, source: Source, key: TxKey, reply: Reply) -> None:
         response = make_response(

@@ -1,0 +1,558 @@
+"""Call control: a record-routing stateful proxy (RFC 3261 section 16) for INVITE dialogs.
+
+An INVITE is challenged (407) and authenticated, routing decides where it goes
+(POST /v1/route), rating whether and how long it may last (POST /v1/authorize); the
+proxy forks to every registered contact of the target, relays responses, cancels the
+other branches on the first 2xx, stays in the dialog (Record-Route) and ends it at the
+prepaid limit. call.started / call.answered / call.ended go through the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from centralino_proto.bus import Outbox
+from centralino_proto.events import (
+    CallAnswered,
+    CallClass,
+    CallEnded,
+    CallStarted,
+    Direction,
+    Disposition,
+)
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .config import Settings
+from .directory import Directory
+from .location import Location
+from .registrar import Registrar, Reply
+from .sip.message import SipMessage, parse_name_addr, parse_uri, parse_via
+from .sip.transport import SipTransport, Source
+
+log = logging.getLogger("centralino.registrar.calls")
+
+CALLS = Counter("centralino_calls_total", "Calls by outcome", ["disposition"])
+
+# Classes rating is not asked about: free inside the platform, or always allowed.
+UNRATED = {CallClass.internal, CallClass.emergency}
+LOCAL_ACTIONS = {"extension", "inter_company", "on_net"}
+
+Headers = Callable[[], Awaitable[dict[str, str]]]
+Destination = tuple[str, str, int, int | None]  # transport, ip, port, connection
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Branch:
+    """One forked INVITE (a client transaction of the proxy)."""
+
+    branch: str
+    request: SipMessage
+    destination: Destination
+    status: int = 0
+    retransmit: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Call:
+    call_id: str
+    tenant_id: uuid.UUID
+    extension: str
+    caller: str
+    callee: str
+    call_class: CallClass
+    direction: Direction
+    invite: SipMessage
+    source: Source
+    started_at: datetime
+    forwarded_from: str | None = None
+    max_seconds: int | None = None
+    branches: dict[str, Branch] = field(default_factory=dict)
+    answered_at: datetime | None = None
+    callee_at: Destination | None = None
+    answer: SipMessage | None = None
+    best: SipMessage | None = None
+    cancelled: bool = False
+    ended: bool = False
+    limit: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class Relay:
+    """An in-dialog request forwarded by the proxy; its responses go back to `origin`."""
+
+    origin: Source
+    request: SipMessage
+    call_id: str
+
+
+class CallControl:
+    """The INVITE side of the SIP edge."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        transport: SipTransport,
+        registrar: Registrar,
+        directory: Directory,
+        location: Location,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        outbox: Outbox,
+        reply: Callable[[SipMessage, Source, Reply], None],
+    ) -> None:
+        self.settings = settings
+        self.transport = transport
+        self.registrar = registrar
+        self.directory = directory
+        self.location = location
+        self.sessionmaker = sessionmaker
+        self.outbox = outbox
+        self.reply = reply
+        self.calls: dict[str, Call] = {}
+        self.branches: dict[str, tuple[Call, Branch]] = {}
+        self.relays: dict[str, Relay] = {}
+        token = settings.service_token()
+        self.auth_headers: Headers = token.headers
+        self.http = httpx.AsyncClient(timeout=5.0)
+        self.host = settings.sip_public_host
+        self.port = settings.sip_port
+
+    async def close(self) -> None:
+        for call in self.calls.values():
+            if call.limit:
+                call.limit.cancel()
+            for branch in call.branches.values():
+                if branch.retransmit:
+                    branch.retransmit.cancel()
+        await self.http.aclose()
+
+    # -- requests -------------------------------------------------------------
+
+    async def invite(self, req: SipMessage, source: Source) -> Reply | None:
+        """A new INVITE from a phone: authenticate, route, authorize, fork."""
+        from_ = parse_name_addr(req.get("from") or "")
+        from_uri = parse_uri(from_.uri) if from_ else None
+        ruri = parse_uri(req.uri or "")
+        if from_uri is None or ruri is None or not ruri.user:
+            return Reply(416, "Unsupported URI Scheme")
+        max_forwards = req.get("max-forwards")
+        if max_forwards is not None and int(max_forwards) == 0:
+            return Reply(483, "Too Many Hops")
+        tenant = await self.directory.tenant(from_uri.host)
+        if tenant is None:
+            return Reply(403, "Forbidden", [("warning", '399 - "domain not served"')])
+        auth = await self.registrar.authenticate(
+            req, source, tenant.sip_realm, tenant.tenant_id, proxy=True
+        )
+        if isinstance(auth, Reply):
+            return auth
+        self.reply(req, source, Reply(100, "Trying"))
+        decision = await self._post(
+            self.settings.routing_url + "/v1/route",
+            {
+                "tenant_id": str(tenant.tenant_id),
+                "extension": auth.extension,
+                "digits": ruri.user,
+                "inbound_did": None,
+                "at": _now().isoformat(),
+                "forwarded_from": None,
+            },
+        )
+        if decision is None:
+            return Reply(503, "Service Unavailable", [("retry-after", "5")])
+        call_class = CallClass(decision.get("class") or "internal")
+        call = Call(
+            call_id=req.call_id,
+            tenant_id=uuid.UUID(decision.get("tenant_id") or str(tenant.tenant_id)),
+            extension=decision.get("extension") or auth.extension,
+            caller=auth.extension,
+            callee=decision.get("e164") or ruri.user,
+            call_class=call_class,
+            direction=Direction.internal
+            if decision.get("action") in LOCAL_ACTIONS
+            else Direction.outbound,
+            invite=req,
+            source=source,
+            started_at=_now(),
+        )
+        self.calls[call.call_id] = call
+        await self._event(
+            call,
+            CallStarted(
+                call_id=call.call_id,
+                tenant_id=call.tenant_id,
+                extension=call.extension,
+                caller=call.caller,
+                callee=call.callee,
+                call_class=call.call_class,
+                direction=call.direction,
+                started_at=call.started_at,
+            ),
+        )
+        if decision.get("action") == "reject":
+            reject = decision.get("reject") or {}
+            await self._end(call, Disposition.rejected)
+            return Reply(int(reject.get("status", 403)), str(reject.get("reason", "Forbidden")))
+        if call_class not in UNRATED:
+            verdict = await self._post(
+                self.settings.rating_url + "/v1/authorize",
+                {
+                    "tenant_id": str(call.tenant_id),
+                    "call_id": call.call_id,
+                    "extension": call.extension,
+                    "e164": decision.get("e164"),
+                    "class": call_class.value,
+                },
+            )
+            if verdict is None:
+                await self._end(call, Disposition.failed)
+                return Reply(503, "Service Unavailable", [("retry-after", "5")])
+            if not verdict.get("allowed"):
+                reason = str(verdict.get("reason") or "not authorized").replace('"', "'")
+                await self._end(call, Disposition.rejected)
+                return Reply(402, "Payment Required", [("warning", f'399 - "{reason}"')])
+            call.max_seconds = verdict.get("max_seconds")
+        targets = self._targets(decision)
+        if not targets:
+            # Nobody to ring (no binding, or IVR/voicemail without MEDIA_URI).
+            await self._end(call, Disposition.failed)
+            return Reply(480, "Temporarily Unavailable")
+        for uri, destination in targets:
+            self._fork(call, uri, destination)
+        return None  # the final response comes from a branch
+
+    def _targets(self, decision: dict[str, Any]) -> list[tuple[str, Destination]] | None:
+        """Where the INVITE goes: every binding of every target, or the carrier."""
+        action = decision.get("action")
+        if action in LOCAL_ACTIONS:
+            out: list[tuple[str, Destination]] = []
+            for target in decision.get("targets") or []:
+                key = (uuid.UUID(target["tenant_id"]), str(target["extension"]))
+                for b in self.location.bindings(key):
+                    contact = parse_uri(b.contact)
+                    if contact is None:
+                        continue
+                    transport, ip, port = b.destination(contact.host, contact.port)
+                    out.append((b.contact, (transport, ip, port, b.connection_id)))
+            return out
+        if action == "pstn":
+            carrier = parse_uri(self.settings.carrier_uri)
+            if carrier is None:
+                return None
+            uri = f"sip:{decision.get('e164')}@{carrier.hostport()}"
+            return [(uri, ("udp", carrier.host.strip("[]"), carrier.port or 5060, None))]
+        return None  # ivr / voicemail need MEDIA_URI: not served yet
+
+    def _fork(self, call: Call, uri: str, destination: Destination) -> None:
+        branch = "z9hG4bK" + uuid.uuid4().hex
+        request = SipMessage(method="INVITE", uri=uri, body=call.invite.body)
+        request.headers.append(("via", self._via(branch, destination[0])))
+        for name, value in call.invite.headers:
+            if name in ("proxy-authorization", "route", "content-length"):
+                continue  # our credentials are consumed here; the Route was us
+            if name == "max-forwards":
+                value = str(int(value) - 1)
+            request.headers.append((name, value))
+        if call.invite.get("max-forwards") is None:
+            request.headers.append(("max-forwards", "69"))
+        request.add("record-route", f"<sip:{self.host}:{self.port};lr>", first=False)
+        b = Branch(branch, request, destination)
+        call.branches[branch] = b
+        self.branches[branch] = (call, b)
+        data = request.encode()
+        self._send_to(data, destination)
+        if destination[0] == "udp":
+            b.retransmit = asyncio.create_task(self._retransmit(b, data))
+
+    async def _retransmit(self, b: Branch, data: bytes) -> None:
+        """Timer A: resend the INVITE until anything comes back (RFC 3261 17.1.1.2)."""
+        interval = 0.5
+        for _ in range(6):
+            await asyncio.sleep(interval)
+            if b.status:
+                return
+            self._send_to(data, b.destination)
+            interval *= 2
+
+    def cancel(self, req: SipMessage, source: Source) -> Reply:
+        """CANCEL of a pending INVITE: 200 to it, CANCEL to every branch, 487 follows."""
+        call = self.calls.get(req.call_id)
+        if call is None or call.answer is not None or call.ended:
+            return Reply(481, "Call/Transaction Does Not Exist")
+        call.cancelled = True
+        for b in call.branches.values():
+            self._cancel_branch(b)
+        return Reply(200, "OK")
+
+    def _cancel_branch(self, b: Branch) -> None:
+        if b.status >= 200:
+            return
+        cancel = SipMessage(method="CANCEL", uri=b.request.uri)
+        cancel.headers.append(("via", b.request.get("via") or ""))
+        for name in ("from", "to", "call-id", "route"):
+            value = b.request.get(name)
+            if value:
+                cancel.headers.append((name, value))
+        number, _ = b.request.cseq()
+        cancel.headers.append(("cseq", f"{number} CANCEL"))
+        cancel.headers.append(("max-forwards", "70"))
+        self._send_to(cancel.encode(), b.destination)
+
+    async def in_dialog(self, req: SipMessage, source: Source) -> Reply | None:
+        """ACK, BYE, re-INVITE, UPDATE, INFO inside a dialog: loose routing to the other side."""
+        call = self.calls.get(req.call_id)
+        if call is None or call.callee_at is None:
+            return None if req.method == "ACK" else Reply(481, "Call/Transaction Does Not Exist")
+        from_caller = (source.ip, source.port) == (call.source.ip, call.source.port)
+        destination: Destination = (
+            call.callee_at
+            if from_caller
+            else (
+                call.source.transport,
+                call.source.ip,
+                call.source.port,
+                call.source.connection_id,
+            )
+        )
+        forward = SipMessage(method=req.method, uri=req.uri, body=req.body)
+        branch = "z9hG4bK" + uuid.uuid4().hex
+        forward.headers.append(("via", self._via(branch, destination[0])))
+        routes = [r for r in req.all("route") if not self._is_us(r)]
+        for name, value in req.headers:
+            if name in ("route", "content-length"):
+                continue
+            if name == "max-forwards":
+                value = str(max(int(value) - 1, 0))
+            forward.headers.append((name, value))
+        for route in routes:
+            forward.headers.append(("route", route))
+        if req.method != "ACK":
+            self.relays[branch] = Relay(source, req, call.call_id)
+        self._send_to(forward.encode(), destination)
+        if req.method == "BYE":
+            await self._end(call, Disposition.answered)
+        return None
+
+    # -- responses ------------------------------------------------------------
+
+    async def response(self, resp: SipMessage, source: Source) -> None:
+        """A response to something the proxy sent: strip our Via and act on it."""
+        via = parse_via(resp.get("via") or "")
+        if via is None:
+            return
+        upstream = SipMessage(status=resp.status, reason=resp.reason, body=resp.body)
+        first = True
+        for name, value in resp.headers:
+            if name == "via" and first:
+                first = False
+                rest = resp.all("via")[1:]
+                for v in rest:
+                    upstream.headers.append(("via", v))
+                continue
+            if name in ("via", "content-length"):
+                continue
+            upstream.headers.append((name, value))
+        relay = self.relays.get(via.branch)
+        if relay is not None:
+            if (resp.status or 0) >= 200:
+                del self.relays[via.branch]
+            self._send_source(upstream.encode(), relay.origin)
+            return
+        found = self.branches.get(via.branch)
+        if found is None:
+            return
+        call, b = found
+        status = resp.status or 0
+        _, method = resp.cseq()
+        if method == "CANCEL":
+            return
+        first_final = b.status < 200 <= status
+        b.status = max(b.status, status) if b.status < 200 else b.status
+        if status == 100:
+            return
+        if status < 200:
+            self._send_source(upstream.encode(), call.source)
+            return
+        if 200 <= status < 300:
+            if call.answer is None and not call.ended:
+                call.answer = resp
+                call.answered_at = _now()
+                call.callee_at = b.destination
+                for other in call.branches.values():
+                    if other is not b:
+                        self._cancel_branch(other)
+                await self._event(
+                    call,
+                    CallAnswered(
+                        call_id=call.call_id,
+                        tenant_id=call.tenant_id,
+                        extension=call.extension,
+                        answered_at=call.answered_at,
+                    ),
+                )
+                if call.max_seconds:
+                    call.limit = asyncio.get_running_loop().call_later(
+                        call.max_seconds, lambda: asyncio.ensure_future(self._cut(call))
+                    )
+            self._send_source(upstream.encode(), call.source)  # every 2xx goes upstream
+            return
+        if first_final:
+            self._ack(b, resp)
+        if call.best is None or _better(status, call.best.status or 0):
+            call.best = upstream
+        if call.answer is None and all(x.status >= 200 for x in call.branches.values()):
+            assert call.best is not None
+            self._send_source(call.best.encode(), call.source)
+            await self._end(call, _disposition(call.best.status or 500, call.cancelled))
+
+    def _ack(self, b: Branch, resp: SipMessage) -> None:
+        """The hop-by-hop ACK of a non-2xx final response (same branch as the INVITE)."""
+        ack = SipMessage(method="ACK", uri=b.request.uri)
+        ack.headers.append(("via", b.request.get("via") or ""))
+        ack.headers.append(("from", b.request.get("from") or ""))
+        ack.headers.append(("to", resp.get("to") or ""))
+        ack.headers.append(("call-id", b.request.call_id))
+        number, _ = b.request.cseq()
+        ack.headers.append(("cseq", f"{number} ACK"))
+        ack.headers.append(("max-forwards", "70"))
+        self._send_to(ack.encode(), b.destination)
+
+    async def _cut(self, call: Call) -> None:
+        """The prepaid limit: BYE to both sides, as the dialog's own proxy."""
+        if call.ended or call.answer is None or call.callee_at is None:
+            return
+        invite, answer = call.invite, call.answer
+        number, _ = invite.cseq()
+        contact_callee = parse_name_addr(answer.get("contact") or "")
+        contact_caller = parse_name_addr(invite.get("contact") or "")
+        sides = [
+            (contact_callee, invite.get("from"), answer.get("to"), number + 1, call.callee_at),
+            (
+                contact_caller,
+                answer.get("to"),
+                invite.get("from"),
+                number + 1000,
+                (
+                    call.source.transport,
+                    call.source.ip,
+                    call.source.port,
+                    call.source.connection_id,
+                ),
+            ),
+        ]
+        for contact, from_, to, cseq, destination in sides:
+            if contact is None:
+                continue
+            bye = SipMessage(method="BYE", uri=contact.uri)
+            bye.headers.append(("via", self._via("z9hG4bK" + uuid.uuid4().hex, destination[0])))
+            bye.headers += [
+                ("from", from_ or ""),
+                ("to", to or ""),
+                ("call-id", call.call_id),
+                ("cseq", f"{cseq} BYE"),
+                ("max-forwards", "70"),
+                ("reason", 'Q.850;cause=16;text="credit limit reached"'),
+            ]
+            self._send_to(bye.encode(), destination)
+        await self._end(call, Disposition.answered)
+
+    # -- shared ---------------------------------------------------------------
+
+    async def _end(self, call: Call, disposition: Disposition) -> None:
+        """call.ended, exactly once per call."""
+        if call.ended:
+            return
+        call.ended = True
+        if call.limit:
+            call.limit.cancel()
+        ended = _now()
+        seconds = 0
+        if call.answered_at is not None and disposition is Disposition.answered:
+            seconds = max(0, round((ended - call.answered_at).total_seconds()))
+        CALLS.labels(disposition.value).inc()
+        await self._event(
+            call,
+            CallEnded(
+                call_id=call.call_id,
+                tenant_id=call.tenant_id,
+                extension=call.extension,
+                caller=call.caller,
+                callee=call.callee,
+                call_class=call.call_class,
+                direction=call.direction,
+                disposition=disposition,
+                started_at=call.started_at,
+                answered_at=call.answered_at,
+                ended_at=ended,
+                billable_seconds=seconds,
+                forwarded_from=call.forwarded_from,
+            ),
+        )
+        for branch in call.branches:
+            self.branches.pop(branch, None)
+        # The dialog stays a little for late retransmissions of BYE or 2xx.
+        asyncio.get_running_loop().call_later(32, self.calls.pop, call.call_id, None)
+
+    async def _event(self, call: Call, event: Any) -> None:
+        async with self.sessionmaker() as session, session.begin():
+            await self.outbox.add(session, event, tenant_id=call.tenant_id)
+
+    async def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            response = await self.http.post(url, json=body, headers=await self.auth_headers())
+        except (httpx.HTTPError, OSError) as exc:
+            log.warning("calls: %s unreachable (%s)", url, exc)
+            return None
+        if response.status_code != 200:
+            log.warning("calls: %s answered %s: %s", url, response.status_code, response.text[:200])
+            return None
+        result: dict[str, Any] = response.json()
+        return result
+
+    def _via(self, branch: str, transport: str) -> str:
+        return f"SIP/2.0/{transport.upper()} {self.host}:{self.port};branch={branch};rport"
+
+    def _is_us(self, route: str) -> bool:
+        addr = parse_name_addr(route)
+        uri = parse_uri(addr.uri) if addr else None
+        return bool(uri and uri.host == self.host and (uri.port or 5060) == self.port)
+
+    def _send_to(self, data: bytes, destination: Destination) -> None:
+        transport, ip, port, connection = destination
+        self.transport.send(data, transport, ip, port, connection)
+
+    def _send_source(self, data: bytes, source: Source) -> None:
+        self.transport.send(data, source.transport, source.ip, source.port, source.connection_id)
+
+
+def _better(status: int, than: int) -> bool:
+    """RFC 3261 16.7 step 6, simplified: 6xx wins, then the lowest class, 4xx before 5xx."""
+    if than // 100 == 6:
+        return False
+    if status // 100 == 6:
+        return True
+    return status // 100 < than // 100 or (status // 100 == than // 100 and status < than)
+
+
+def _disposition(status: int, cancelled: bool) -> Disposition:
+    if cancelled or status == 487:
+        return Disposition.cancelled
+    if status in (486, 600):
+        return Disposition.busy
+    if status in (408, 480):
+        return Disposition.no_answer
+    if 400 <= status < 500 or status == 603:
+        return Disposition.rejected
+    return Disposition.failed

@@ -1,0 +1,215 @@
+"""Call control through the proxy with sipp phones (issue 7, first part).
+
+Routing and rating are reached over their HTTP contracts (docs/DEVELOPING.md); until the
+cross-service tests run the real services, a small app in this file answers those two
+contracts for the numbers these tests dial.
+"""
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from centralino_proto.testing import ServiceHarness
+from fastapi import FastAPI
+
+from .conftest import SIPP_DIR, Phone, Provision, Sipp, free_port
+from .test_sip_behaviour import _sip
+
+
+def contract_app(tenant_id: uuid.UUID, *, max_seconds: int | None = None) -> FastAPI:
+    """POST /v1/route and POST /v1/authorize as the contract describes them."""
+    app = FastAPI()
+    seen: dict[str, list[dict[str, Any]]] = {"route": [], "authorize": []}
+    app.state.seen = seen
+
+    @app.post("/v1/route")
+    async def route(body: dict[str, Any]) -> dict[str, Any]:
+        seen["route"].append(body)
+        digits = body["digits"]
+        base = {"tenant_id": str(tenant_id), "extension": body["extension"], "failure_rules": {}}
+        if digits in ("102", "103"):
+            return {
+                **base,
+                "action": "extension",
+                "class": "internal",
+                "e164": None,
+                "targets": [{"tenant_id": str(tenant_id), "extension": digits}],
+            }
+        if digits.startswith("0055") and body["extension"] == "106":
+            return {
+                **base,
+                "action": "pstn",
+                "class": "international",
+                "e164": "+" + digits[2:],
+                "targets": [],
+            }
+        if digits == "112":
+            return {**base, "action": "pstn", "class": "emergency", "e164": "112", "targets": []}
+        if digits.startswith("00"):
+            return {
+                **base,
+                "action": "reject",
+                "class": "international",
+                "e164": "+" + digits[2:],
+                "targets": [],
+                "reject": {"status": 403, "reason": "international calls not permitted"},
+            }
+        return {
+            **base,
+            "action": "reject",
+            "class": None,
+            "e164": None,
+            "targets": [],
+            "reject": {"status": 404, "reason": "unknown extension"},
+        }
+
+    @app.post("/v1/authorize")
+    async def authorize(body: dict[str, Any]) -> dict[str, Any]:
+        seen["authorize"].append(body)
+        return {"allowed": True, "max_seconds": max_seconds, "reason": None}
+
+    return app
+
+
+def plug(harness: ServiceHarness, app: FastAPI) -> None:
+    calls = _sip(harness).calls
+    calls.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    calls.settings.routing_url = "http://routing"  # type: ignore[attr-defined]
+    calls.settings.rating_url = "http://rating"  # type: ignore[attr-defined]
+
+    async def service_headers() -> dict[str, str]:
+        return harness.mint.headers("service")
+
+    calls.auth_headers = service_headers
+
+
+async def uas(
+    harness: ServiceHarness,
+    sipp: Sipp,
+    callee: Phone | None,
+    tmp_path: Path,
+    port: int | None = None,
+) -> asyncio.subprocess.Process:
+    """A sipp UAS that answers one call: a phone (registered first from its port) or the carrier."""
+    port = port or free_port()
+    if callee is not None:
+        registered = await sipp("register_auth", [callee.row()], local_port=port)
+        assert registered.returncode == 0, registered.errors
+    return await asyncio.create_subprocess_exec(
+        "sipp",
+        "-sf",
+        str(SIPP_DIR / "call_uas.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        "1",
+        "-timeout",
+        "30s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_err",
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+def caller_row(caller: Phone, digits: str) -> list[str]:
+    return [
+        digits,
+        caller.realm,
+        f"[authentication username={caller.username} password={caller.password}]",
+        caller.extension,
+    ]
+
+
+async def test_room_101_calls_room_102(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    callee = await provision(extension="102")
+    stub = contract_app(caller.tenant_id)
+    plug(harness, stub)
+    callee_sipp = await uas(harness, sipp, callee, tmp_path)
+    async with harness.probe("call.started", "call.answered", "call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(caller, "102")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        _, err = await asyncio.wait_for(callee_sipp.communicate(), 30)
+        assert callee_sipp.returncode == 0, err.decode()[-2000:]
+        [ended] = await probe.wait_for("call.ended")
+        await probe.wait_for("call.answered")
+        await harness.runtime.relay.relay_once()
+        await asyncio.sleep(0.5)
+        assert len(probe.of_type("call.ended")) == 1
+    assert ended.data.disposition == "answered"
+    assert ended.data.call_class == "internal" and ended.data.direction == "internal"
+    assert ended.data.caller == "101" and ended.data.extension == "101"
+    assert 1 <= ended.data.billable_seconds <= 3
+    assert stub.state.seen["route"][0]["digits"] == "102"
+    assert stub.state.seen["authorize"] == []  # internal calls are not rated
+
+
+@pytest.mark.parametrize(("digits", "status"), [("0055119999", "403"), ("999", "404")])
+async def test_refused_calls(
+    harness: ServiceHarness,
+    provision: Provision,
+    sipp: Sipp,
+    tmp_path: Path,
+    digits: str,
+    status: str,
+) -> None:
+    caller = await provision(extension="101")
+    plug(harness, contract_app(caller.tenant_id))
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac_rejected", [caller_row(caller, digits)], extra=["-trace_msg"])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        [ended] = await probe.wait_for("call.ended")
+    trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+    assert f"SIP/2.0 {status} " in trace
+    assert ended.data.disposition == "rejected"
+
+
+async def test_prepaid_call_to_brazil_through_the_carrier_is_cut_at_its_limit(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="106")
+    stub = contract_app(caller.tenant_id, max_seconds=2)
+    plug(harness, stub)
+    carrier_port = free_port()
+    _sip(harness).calls.settings.carrier_uri = f"sip:127.0.0.1:{carrier_port}"  # type: ignore[attr-defined]
+    carrier = await uas(harness, sipp, None, tmp_path, carrier_port)
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac_cut", [caller_row(caller, "00551133334444")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        _, err = await asyncio.wait_for(carrier.communicate(), 30)
+        assert carrier.returncode == 0, err.decode()[-2000:]
+        [ended] = await probe.wait_for("call.ended")
+    [asked] = stub.state.seen["authorize"]
+    assert asked["class"] == "international" and asked["e164"] == "+551133334444"
+    assert ended.data.disposition == "answered" and ended.data.direction == "outbound"
+    assert ended.data.callee == "+551133334444"
+    assert 1 <= ended.data.billable_seconds <= 3
+
+
+async def test_emergency_goes_through_unrated(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    stub = contract_app(caller.tenant_id)
+    plug(harness, stub)
+    carrier_port = free_port()
+    _sip(harness).calls.settings.carrier_uri = f"sip:127.0.0.1:{carrier_port}"  # type: ignore[attr-defined]
+    carrier = await uas(harness, sipp, None, tmp_path, carrier_port)
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(caller, "112")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        _, err = await asyncio.wait_for(carrier.communicate(), 30)
+        assert carrier.returncode == 0, err.decode()[-2000:]
+        [ended] = await probe.wait_for("call.ended")
+    assert stub.state.seen["authorize"] == []
+    assert ended.data.call_class == "emergency" and ended.data.disposition == "answered"
