@@ -661,3 +661,52 @@ async def test_concurrent_creations_give_one_winner(harness: ServiceHarness) -> 
     for response in responses:
         if response.status_code == 409:
             _problem(response, 409, "Extension exists")
+
+
+async def test_ivr_submenus_invalid_input_and_operator(demo: ServiceHarness, route: Any) -> None:
+    headers = _admin(demo, ROSSI_ROMA)
+    sales = await demo.client.post(
+        _url(ROSSI_ROMA, "/ivr-menus"),
+        json={
+            "name": "Vendite",
+            "prompt": "vendite",
+            "options": {"1": {"kind": "extension", "extension": "401"}},
+        },
+        headers=headers,
+    )
+    assert sales.status_code == 201, sales.text
+    main = await demo.client.post(
+        _url(ROSSI_ROMA, "/ivr-menus"),
+        json={
+            "name": "Benvenuto",
+            "prompt": "benvenuto",
+            "options": {
+                "2": {"kind": "ivr", "menu_id": sales.json()["id"]},
+                "9": {"kind": "external", "e164": "+393351234567"},
+            },
+            "invalid_target": {"kind": "operator"},
+        },
+        headers=headers,
+    )
+    assert main.status_code == 201, main.text
+    await demo.client.patch(
+        _url(ROSSI_ROMA, "/numbers/+39062022604"),
+        json={"target": {"kind": "ivr", "menu_id": main.json()["id"]}},
+        headers=headers,
+    )
+    did = "+39062022604"
+    welcome = await route(demo, inbound_did=did, at=WORKDAY)
+    assert welcome["ivr"]["prompt"] == "benvenuto"
+    submenu = await route(demo, inbound_did=did, digits="2", at=WORKDAY)
+    assert (submenu["action"], submenu["ivr"]["prompt"]) == ("ivr", "vendite")
+    # Wrong key: the operator. Direct dial is off in this menu, so #409 is wrong too.
+    for wrong in ("5", "#409"):
+        operator = await route(demo, inbound_did=did, digits=wrong, at=WORKDAY)
+        assert operator["targets"] == [{"tenant_id": str(ROSSI_ROMA.tenant_id), "extension": "400"}]
+    # An outside number behind a key: the tenant pays that leg.
+    outside = await route(demo, inbound_did=did, digits="9", at=WORKDAY)
+    assert (outside["action"], outside["class"], outside["tenant_id"]) == (
+        "pstn",
+        "mobile",
+        str(ROSSI_ROMA.tenant_id),
+    )
