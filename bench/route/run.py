@@ -336,6 +336,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def start_server(port: int, url: str, jwks_file: str, exchange: str) -> subprocess.Popen[bytes]:
     """The routing app in its own process, as in production."""
     return subprocess.Popen(
@@ -368,6 +375,9 @@ async def over_http(
                     raise RuntimeError("the routing app did not start")
                 await asyncio.sleep(0.5)
         startup = time.perf_counter() - started
+        print(
+            f"(the HTTP service is ready: {rss_mib(server.pid):,.0f} MiB resident with every plan compiled)"
+        )
         headers = mint.headers("service", sub="bench")
 
         async def drive(path: str, what: str) -> Figures:
