@@ -4,7 +4,6 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
 from centralino_proto.events import TenantCreated
 from centralino_proto.testing import ServiceHarness, until
 from cryptography import x509
@@ -98,33 +97,29 @@ async def test_ca_api_scoping_conflicts_and_no_key(harness: ServiceHarness) -> N
     assert missing.json()["title"] == "No CA"
 
 
-@pytest.mark.parametrize(
-    ("endpoint", "status"),
-    [
-        ({"subnet": "8.8.8.0/24"}, 422),
-        ({"subnet": "10.9.0.1/24"}, 422),
-        ({"subnet": "10.9.0.0/30"}, 422),
-        ({"sip_edge": "not-an-ip"}, 422),
-        ({"port": 70000}, 422),
-    ],
-)
-async def test_bad_endpoints_are_refused(
-    harness: ServiceHarness, endpoint: dict[str, object], status: int
-) -> None:
-    tenant = await harness.add_tenant("bellavista")
+BAD_ENDPOINTS = [
+    {"subnet": "8.8.8.0/24"},
+    {"subnet": "10.9.0.1/24"},
+    {"subnet": "10.9.0.0/30"},
+    {"sip_edge": "not-an-ip"},
+    {"port": 70000},
+]
+
+
+async def test_bad_endpoints_are_refused(harness: ServiceHarness) -> None:
+    await harness.add_tenant("bellavista")
     headers = harness.mint.headers("operator")
-    response = await harness.client.post(
-        "/v1/tenants/bellavista/ca", json={"endpoint": endpoint}, headers=headers
-    )
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    # Nothing half-written: the tenant still has no CA, and a good request works.
-    assert (
-        await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)
-    ).status_code == 404
+    for endpoint in BAD_ENDPOINTS:
+        response = await harness.client.post(
+            "/v1/tenants/bellavista/ca", json={"endpoint": endpoint}, headers=headers
+        )
+        assert response.status_code == 422, (endpoint, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        # Nothing half-written: the tenant still has no CA.
+        missing = await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)
+        assert missing.status_code == 404
     ok = await harness.client.post("/v1/tenants/bellavista/ca", json={}, headers=headers)
     assert ok.status_code == 201
-    assert tenant.tenant_id
 
 
 async def test_openssl_verifies_chains_and_the_crl_rejects_the_revoked(
