@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from centralino_proto.testing import ServiceHarness
+from centralino_proto.testing import ServiceHarness, serve_app
+from centralino_registrar.main import create_app
 from fastapi import FastAPI
 
 from .conftest import SIPP_DIR, Phone, Provision, Sipp, free_port
@@ -213,3 +214,28 @@ async def test_emergency_goes_through_unrated(
         [ended] = await probe.wait_for("call.ended")
     assert stub.state.seen["authorize"] == []
     assert ended.data.call_class == "emergency" and ended.data.disposition == "answered"
+
+
+async def test_registrar_restart_during_a_call_still_yields_one_call_ended(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    callee = await provision(extension="102")
+    plug(harness, contract_app(caller.tenant_id))
+    callee_sipp = await uas(harness, sipp, callee, tmp_path)
+    async with harness.probe("call.answered", "call.ended") as probe:
+        phone = asyncio.ensure_future(sipp("call_uac_long", [caller_row(caller, "102")]))
+        await probe.wait_for("call.answered", timeout=20)
+        # The registrar goes away mid-call and a new process takes over its port and database.
+        await _sip(harness).stop()
+        second = create_app(harness.settings, verifier=harness.mint.verifier())  # type: ignore[arg-type]
+        async with serve_app(second):
+            result = await asyncio.wait_for(phone, 60)
+            assert result.returncode == 0, result.errors or result.stderr[-2000:]
+            _, err = await asyncio.wait_for(callee_sipp.communicate(), 30)
+            assert callee_sipp.returncode == 0, err.decode()[-2000:]
+            [ended] = await probe.wait_for("call.ended", timeout=20)
+            await asyncio.sleep(1)
+        assert len(probe.of_type("call.ended")) == 1
+    assert ended.data.disposition == "answered"
+    assert ended.data.billable_seconds >= 6

@@ -28,13 +28,16 @@ from centralino_proto.events import (
     Disposition,
 )
 from prometheus_client import Counter
+from sqlalchemy import Table, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .config import Settings
 from .directory import Directory
 from .location import Location
+from .models import DialogRow
 from .registrar import Registrar, Reply
-from .sip.message import SipMessage, parse_name_addr, parse_uri, parse_via
+from .sip.message import SipMessage, parse, parse_name_addr, parse_uri, parse_via
 from .sip.transport import SipTransport, Source
 
 log = logging.getLogger("centralino.registrar.calls")
@@ -46,6 +49,7 @@ UNRATED = {CallClass.internal, CallClass.emergency}
 LOCAL_ACTIONS = {"extension", "inter_company", "on_net"}
 
 Headers = Callable[[], Awaitable[dict[str, str]]]
+DIALOG: Table = DialogRow.__table__  # type: ignore[attr-defined]
 Destination = tuple[str, str, int, int | None]  # transport, ip, port, connection
 
 
@@ -123,6 +127,7 @@ class CallControl:
         self.calls: dict[str, Call] = {}
         self.branches: dict[str, tuple[Call, Branch]] = {}
         self.relays: dict[str, Relay] = {}
+        self._timers: set[asyncio.Future[None]] = set()
         token = settings.service_token()
         self.auth_headers: Headers = token.headers
         self.http = httpx.AsyncClient(timeout=5.0)
@@ -404,7 +409,7 @@ class CallControl:
                 )
                 if call.max_seconds:
                     call.limit = asyncio.get_running_loop().call_later(
-                        call.max_seconds, lambda: asyncio.ensure_future(self._cut(call))
+                        call.max_seconds, self._schedule_cut, call
                     )
             self._send_source(upstream.encode(), call.source)  # every 2xx goes upstream
             return
@@ -428,6 +433,11 @@ class CallControl:
         ack.headers.append(("cseq", f"{number} ACK"))
         ack.headers.append(("max-forwards", "70"))
         self._send_to(ack.encode(), b.destination)
+
+    def _schedule_cut(self, call: Call) -> None:
+        task = asyncio.ensure_future(self._cut(call))
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
 
     async def _cut(self, call: Call) -> None:
         """The prepaid limit: BYE to both sides, as the dialog's own proxy."""
@@ -506,8 +516,60 @@ class CallControl:
         asyncio.get_running_loop().call_later(32, self.calls.pop, call.call_id, None)
 
     async def _event(self, call: Call, event: Any) -> None:
+        """Publishes a call event with the dialog's stored state, in one transaction."""
         async with self.sessionmaker() as session, session.begin():
+            if isinstance(event, CallEnded):
+                await session.execute(delete(DIALOG).where(DIALOG.c.call_id == call.call_id))
+            else:
+                row = _row(call)
+                statement = pg_insert(DIALOG).values(**row)
+                await session.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["call_id"],
+                        set_={k: statement.excluded[k] for k in row if k != "call_id"},
+                    )
+                )
             await self.outbox.add(session, event, tenant_id=call.tenant_id)
+
+    async def load(self) -> int:
+        """Dialogs from before a restart: answered ones continue; unanswered ones are ended."""
+        async with self.sessionmaker() as session:
+            rows = (await session.execute(select(DIALOG))).all()
+        for row in rows:
+            invite = parse(row.invite.encode())
+            if not isinstance(invite, SipMessage):
+                continue
+            answer = parse(row.answer.encode()) if row.answer else None
+            transport, ip, port = _address(row.caller_at)
+            call = Call(
+                call_id=row.call_id,
+                tenant_id=row.tenant_id,
+                extension=row.extension,
+                caller=row.caller,
+                callee=row.callee,
+                call_class=CallClass(row.call_class),
+                direction=Direction(row.direction),
+                invite=invite,
+                source=Source(transport, ip, port),
+                started_at=row.started_at,
+                forwarded_from=row.forwarded_from,
+                max_seconds=row.max_seconds,
+                answered_at=row.answered_at,
+                answer=answer if isinstance(answer, SipMessage) else None,
+            )
+            if row.callee_at:
+                transport, ip, port = _address(row.callee_at)
+                call.callee_at = (transport, ip, port, None)
+            self.calls[call.call_id] = call
+            if call.answered_at is None or call.callee_at is None:
+                # Its setup died with the old process: the phones give up on it.
+                await self._end(call, Disposition.failed)
+            elif call.max_seconds:
+                left = call.max_seconds - (_now() - call.answered_at).total_seconds()
+                call.limit = asyncio.get_running_loop().call_later(
+                    max(left, 0), self._schedule_cut, call
+                )
+        return len(rows)
 
     async def _post(self, url: str, body: dict[str, Any]) -> dict[str, Any] | None:
         try:
@@ -535,6 +597,36 @@ class CallControl:
 
     def _send_source(self, data: bytes, source: Source) -> None:
         self.transport.send(data, source.transport, source.ip, source.port, source.connection_id)
+
+
+def _row(call: Call) -> dict[str, Any]:
+    source = call.source
+    return {
+        "call_id": call.call_id,
+        "tenant_id": call.tenant_id,
+        "extension": call.extension,
+        "caller": call.caller,
+        "callee": call.callee,
+        "call_class": call.call_class.value,
+        "direction": call.direction.value,
+        "forwarded_from": call.forwarded_from,
+        "started_at": call.started_at,
+        "answered_at": call.answered_at,
+        "max_seconds": call.max_seconds,
+        "caller_at": f"{source.transport}|{source.ip}|{source.port}",
+        "callee_at": "|".join(str(x) for x in call.callee_at[:3]) if call.callee_at else None,
+        "invite": _text(call.invite),
+        "answer": _text(call.answer) if call.answer else None,
+    }
+
+
+def _text(msg: SipMessage) -> str:
+    return msg.encode().decode("utf-8", "replace").replace("\x00", "")
+
+
+def _address(text: str) -> tuple[str, str, int]:
+    transport, ip, port = text.split("|")
+    return transport, ip, int(port)
 
 
 def _better(status: int, than: int) -> bool:

@@ -117,3 +117,28 @@ class BindingPublic(SQLModel):
     expires: int
     expires_at: datetime
     registered_at: datetime
+
+
+class DialogRow(Model, table=True):
+    """A call in progress, so a restart of the registrar keeps its record (and its call.ended)."""
+
+    __tablename__ = "dialog"
+
+    call_id: str = Field(primary_key=True, max_length=255)
+    tenant_id: uuid.UUID = Field(index=True)
+    extension: str = Field(max_length=32)
+    caller: str = Field(max_length=64)
+    callee: str = Field(max_length=64)
+    call_class: str = Field(max_length=20)
+    direction: str = Field(max_length=10)
+    forwarded_from: str | None = Field(default=None, max_length=32)
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    answered_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    max_seconds: int | None = None
+    # Where each side is reached, and the messages that set the dialog up (for BYE).
+    caller_at: str = Field(max_length=300)
+    callee_at: str | None = Field(default=None, max_length=300)
+    invite: str
+    answer: str | None = None

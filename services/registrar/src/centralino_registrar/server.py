@@ -77,6 +77,7 @@ class SipServer:
     async def start(self) -> None:
         await self.directory.preload()
         await self.location.start()
+        await self.calls.load()
         if self.settings.sip_listen:
             await self.transport.start(self.settings.sip_host, self.settings.sip_port)
 
