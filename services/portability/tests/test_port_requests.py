@@ -586,3 +586,31 @@ async def test_control_characters_and_far_dates_are_422(portal: Portal) -> None:
         "/v1/calendar/business-days", params={"from": "9999-12-30", "days": 5}
     )
     assert end.status_code == 422
+
+
+async def test_bill_removed_only_while_editable(portal: Portal, harness: ServiceHarness) -> None:
+    rid = (await portal.create())["id"]
+    url = f"{portal.base}/{rid}/attachments"
+    bill = await portal.client.post(
+        url, files={"file": ("bill.png", png(), "image/png")}, headers=portal.headers
+    )
+    second = await portal.client.post(
+        url, files={"file": ("bill2.png", png(), "image/png")}, headers=portal.headers
+    )
+    removed = await portal.client.delete(f"{url}/{bill.json()['id']}", headers=portal.headers)
+    assert removed.status_code == 204
+    assert [a["id"] for a in (await portal.client.get(url, headers=portal.headers)).json()] == [
+        second.json()["id"]
+    ]
+    assert (await portal.sign(rid)).status_code == 200
+    kept = await portal.client.delete(f"{url}/{second.json()['id']}", headers=portal.headers)
+    assert kept.status_code == 409
+    # A huge upload is refused from its Content-Length, before the body is read.
+    harness.runtime.settings.attachment_max_bytes = 10  # type: ignore[attr-defined]
+    huge = await portal.client.post(
+        url,
+        content=b"x" * (70 * 1024),
+        headers={**portal.headers, "content-type": "multipart/form-data; boundary=b"},
+    )
+    assert huge.status_code == 413
+    assert huge.headers["content-type"] == "application/problem+json"

@@ -28,6 +28,10 @@ async def test_validate_reports_errors_and_warnings(harness: ServiceHarness) -> 
     )
     assert missing.json()["valid"] is False
     assert missing.json()["parts"]["expected_check_character"] == "N"
+    by_query = await harness.client.get(
+        "/v1/migration-codes/validate", params={"code": "XYZ0212345678001N"}
+    )
+    assert by_query.json()["valid"] is True and by_query.json()["parts"]["cos"] == "001"
     bad = await harness.client.post("/v1/migration-codes/validate", json={})
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"

@@ -68,9 +68,20 @@ def _require_write(claims: Claims) -> None:
 @router.post("/migration-codes/validate", tags=["utilities"])
 async def validate_migration_code(body: MigrationCodeIn, request: Request) -> MigrationCodeOut:
     """Checks a migration code's structure (COW, COR, COS) and its check character."""
-    settings = _settings(request)
+    return _validated(body.code, _settings(request))
+
+
+@router.get("/migration-codes/validate", tags=["utilities"])
+async def validate_migration_code_get(
+    code: Annotated[str, Query(max_length=200)], request: Request
+) -> MigrationCodeOut:
+    """The same check, for a code in the query string."""
+    return _validated(code, _settings(request))
+
+
+def _validated(code: str, settings: Settings) -> MigrationCodeOut:
     result = migration_code.validate(
-        body.code,
+        code,
         cos_values=settings.migration_cos_values,
         strict_check=settings.migration_check_strict,
     )
@@ -394,6 +405,43 @@ async def consent_document(
         media_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="consent-{found.id}.pdf"'},
     )
+
+
+@router.delete(
+    REQUESTS + "/{request_id}/attachments/{attachment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    tags=["attachments"],
+)
+async def delete_attachment(
+    request_id: uuid.UUID,
+    attachment_id: uuid.UUID,
+    tenant: TenantDep,
+    claims: ClaimsDep,
+    session: SessionDep,
+    request: Request,
+) -> None:
+    """Removes a bill from a draft or a rejected request (a signed consent stays on record)."""
+    _require_write(claims)
+    found = await ports.get_request(
+        session=session, tenant_id=tenant.tenant_id, request_id=request_id, lock=True
+    )
+    attachment = await attachments.get_attachment(
+        session=session, request_id=request_id, attachment_id=attachment_id
+    )
+    if PortState(found.state) not in ports.EDITABLE or attachment.kind != AttachmentKind.bill:
+        raise Problem(
+            409,
+            "Attachment kept",
+            "only a bill of a draft or rejected request can be removed",
+        )
+    await attachments.remove_attachment(
+        session=session,
+        request=found,
+        attachment=attachment,
+        actor=ports.actor_of(claims),
+        now=_now(request),
+    )
+    await session.commit()
 
 
 @router.post(REQUESTS + "/{request_id}/signed-consent", tags=["attachments"])

@@ -123,3 +123,27 @@ async def count_attachments(*, session: AsyncSession, request_id: uuid.UUID) -> 
         select(func.count()).select_from(Attachment).where(col(Attachment.request_id) == request_id)
     )
     return int(found.scalar_one())
+
+
+async def remove_attachment(
+    *,
+    session: AsyncSession,
+    request: PortRequest,
+    attachment: Attachment,
+    actor: str,
+    now: datetime,
+) -> None:
+    """Deletes an attachment and notes it in the timeline."""
+    await session.delete(attachment)
+    session.add(
+        TimelineEntry(
+            request_id=request.id,
+            at=now,
+            actor=actor,
+            kind=TimelineKind.attachment,
+            comment=f"removed {attachment.kind}: {attachment.filename}",
+            public=True,
+        )
+    )
+    request.updated_at = now
+    await session.flush()

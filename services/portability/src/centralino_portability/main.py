@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from centralino_proto.auth import JWKSVerifier
 from centralino_proto.service import ServiceRuntime, create_service_app
-from fastapi import FastAPI
+from centralino_proto.web import Problem
+from fastapi import FastAPI, Request, Response
 
 from .api import router
 from .config import Settings
@@ -18,6 +19,8 @@ from .donors import DonorAdapter, SimulatedDonor, run_sync_loop
 from .ports import Clock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Room for the multipart boundaries and headers around an attachment.
+UPLOAD_ENVELOPE_BYTES = 64 * 1024
 
 
 def utc_now() -> datetime:
@@ -57,7 +60,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    return create_service_app(
+    app = create_service_app(
         settings=settings,
         migrations_dir=MIGRATIONS,
         routers=[router],
@@ -66,3 +69,18 @@ def create_app(
         on_stop=on_stop,
         verifier=verifier,
     )
+
+    @app.middleware("http")
+    async def refuse_oversized_uploads(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # Refused before the multipart parser spools it; the views check the file again.
+        length = request.headers.get("content-length", "")
+        limit = settings.attachment_max_bytes + UPLOAD_ENVELOPE_BYTES
+        if request.method == "POST" and length.isdigit() and int(length) > limit:
+            return Problem(
+                413, "Attachment too large", f"at most {settings.attachment_max_bytes} bytes"
+            ).response(request.url.path)
+        return await call_next(request)
+
+    return app
