@@ -10,7 +10,14 @@ from decimal import Decimal
 
 from centralino_proto.bus import Outbox
 from centralino_proto.db import tenant_directory
-from centralino_proto.events import CallClass, CallEnded, CdrRated, Direction, LedgerEntryKind
+from centralino_proto.events import (
+    CallClass,
+    CallEnded,
+    CdrRated,
+    Direction,
+    Event,
+    LedgerEntryKind,
+)
 from centralino_proto.events import Disposition as CallDisposition
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -161,11 +168,11 @@ async def rate_call(
     now: datetime,
 ) -> Cdr | None:
     """Rates an ended call once: bundle first, then credit; settles its reservation."""
-    if (
-        await session.execute(select(col(Cdr.id)).where(col(Cdr.call_id) == event.call_id))
-    ).first():
-        return None
     account = await lock_account(session, tenant_id=event.tenant_id)
+    # After the lock: a concurrent copy of this call (another envelope) has committed by now.
+    seen = select(col(Cdr.id)).where(col(Cdr.call_id) == event.call_id)
+    if (await session.execute(seen)).first():
+        return None
     reservation = await session.get(
         Reservation, event.call_id, with_for_update=True, populate_existing=True
     )
@@ -241,6 +248,7 @@ async def rate_call(
         deck_id=rate.deck_id if rate else None,
     )
     session.add(cdr)
+    pending: list[tuple[Event, uuid.UUID | None]] = []
     if price > 0:
         await post_entry(
             session,
@@ -251,31 +259,30 @@ async def rate_call(
             description=f"call {event.extension} -> {e164} {seconds}s",
             # No reference lookup: the CDR's unique call id already makes this once.
             call_id=event.call_id,
+            pending=pending,
         )
     if reservation is not None and reservation.settled_at is None:
         reservation.settled_at = now
     await session.flush()
-    await outbox.add(
-        session,
-        CdrRated(
-            call_id=cdr.call_id,
-            tenant_id=cdr.tenant_id,
-            extension=cdr.extension,
-            call_class=event.call_class,
-            e164=cdr.e164,
-            billable_seconds=cdr.billable_seconds,
-            bundle_seconds=cdr.bundle_seconds,
-            prefix=cdr.prefix,
-            destination=cdr.destination,
-            rate=cdr.rate,
-            cost=cdr.cost,
-            price=cdr.price,
-            station_price=cdr.station_price,
-            currency=cdr.currency,
-            charged_seconds=cdr.charged_seconds,
-            started_at=cdr.started_at,
-            ended_at=cdr.ended_at,
-        ),
+    rated = CdrRated(
+        call_id=cdr.call_id,
         tenant_id=cdr.tenant_id,
+        extension=cdr.extension,
+        call_class=event.call_class,
+        e164=cdr.e164,
+        billable_seconds=cdr.billable_seconds,
+        bundle_seconds=cdr.bundle_seconds,
+        prefix=cdr.prefix,
+        destination=cdr.destination,
+        rate=cdr.rate,
+        cost=cdr.cost,
+        price=cdr.price,
+        station_price=cdr.station_price,
+        currency=cdr.currency,
+        charged_seconds=cdr.charged_seconds,
+        started_at=cdr.started_at,
+        ended_at=cdr.ended_at,
     )
+    # One outbox write (and one NOTIFY) for the CDR and its credit events.
+    await outbox.add_many(session, [*pending, (rated, cdr.tenant_id)])
     return cdr

@@ -14,7 +14,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from centralino_proto.bus import Outbox
-from centralino_proto.events import CreditChanged, CreditExhausted, CreditLow, LedgerEntryKind
+from centralino_proto.events import (
+    CreditChanged,
+    CreditExhausted,
+    CreditLow,
+    Event,
+    LedgerEntryKind,
+)
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -86,8 +92,12 @@ async def post_entry(
     description: str,
     reference: str | None = None,
     call_id: str | None = None,
+    pending: list[tuple[Event, uuid.UUID | None]] | None = None,
 ) -> LedgerEntry | None:
-    """Appends a ledger entry to a locked account; None if `reference` was booked already."""
+    """Appends a ledger entry to a locked account; None if `reference` was booked already.
+
+    With `pending`, its events are left there for the caller to write in one go.
+    """
     if reference is not None:
         seen = await session.execute(
             select(col(LedgerEntry.id)).where(
@@ -109,38 +119,39 @@ async def post_entry(
         call_id=call_id,
     )
     session.add(entry)
-    await session.flush()
     tenant = account.tenant_id
-    await outbox.add(
-        session,
-        CreditChanged(
-            tenant_id=tenant,
-            entry_id=entry.id,
-            kind=kind,
-            amount=entry.amount,
-            balance=account.balance,
-            currency=account.currency,
-        ),
-        tenant_id=tenant,
-    )
-    # Crossings only, so a tenant hears it once per fall, not once per call.
-    if before >= account.low_threshold > account.balance:
-        await outbox.add(
-            session,
-            CreditLow(
+    events: list[tuple[Event, uuid.UUID | None]] = [
+        (
+            CreditChanged(
                 tenant_id=tenant,
+                entry_id=entry.id,
+                kind=kind,
+                amount=entry.amount,
                 balance=account.balance,
-                threshold=account.low_threshold,
                 currency=account.currency,
             ),
-            tenant_id=tenant,
+            tenant,
         )
+    ]
+    # Crossings only, so a tenant hears it once per fall, not once per call.
+    if before >= account.low_threshold > account.balance:
+        low = CreditLow(
+            tenant_id=tenant,
+            balance=account.balance,
+            threshold=account.low_threshold,
+            currency=account.currency,
+        )
+        events.append((low, tenant))
     if before > account.floor >= account.balance:
-        await outbox.add(
-            session,
-            CreditExhausted(tenant_id=tenant, balance=account.balance, currency=account.currency),
-            tenant_id=tenant,
+        exhausted = CreditExhausted(
+            tenant_id=tenant, balance=account.balance, currency=account.currency
         )
+        events.append((exhausted, tenant))
+    if pending is not None:
+        pending.extend(events)
+    else:
+        await session.flush()
+        await outbox.add_many(session, events)
     return entry
 
 
