@@ -1,5 +1,6 @@
 """Port requests over HTTP: the rules, the state machine, the timeline, attachments, consent."""
 
+import asyncio
 import io
 import itertools
 from typing import Any
@@ -614,3 +615,17 @@ async def test_bill_removed_only_while_editable(portal: Portal, harness: Service
     )
     assert huge.status_code == 413
     assert huge.headers["content-type"] == "application/problem+json"
+
+
+async def test_concurrent_requests_for_one_number(portal: Portal) -> None:
+    body = portal.single()
+    responses = await asyncio.gather(
+        *(portal.client.post(portal.base, json=body, headers=portal.headers) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409]
+    assert all(
+        r.headers["content-type"] == "application/problem+json"
+        for r in responses
+        if r.status_code == 409
+    )
+    assert len((await portal.client.get(portal.base, headers=portal.headers)).json()) == 1
