@@ -31,6 +31,20 @@ def contract_app(tenant_id: uuid.UUID, *, max_seconds: int | None = None) -> Fas
         seen["route"].append(body)
         digits = body["digits"]
         base = {"tenant_id": str(tenant_id), "extension": body["extension"], "failure_rules": {}}
+        rules = {
+            # 104 is busy -> 103; 105 does not answer within 2 s -> 103.
+            "104": {"busy": {"kind": "extension", "extension": "103", "e164": None}},
+            "105": {"no_answer": {"kind": "extension", "extension": "103", "after_seconds": 2}},
+        }
+        if digits in rules:
+            return {
+                **base,
+                "action": "extension",
+                "class": "internal",
+                "e164": None,
+                "targets": [{"tenant_id": str(tenant_id), "extension": digits}],
+                "failure_rules": rules[digits],
+            }
         if digits in ("102", "103"):
             return {
                 **base,
@@ -93,6 +107,7 @@ async def uas(
     callee: Phone | None,
     tmp_path: Path,
     port: int | None = None,
+    scenario: str = "call_uas",
 ) -> asyncio.subprocess.Process:
     """A sipp UAS that answers one call: a phone (registered first from its port) or the carrier."""
     port = port or free_port()
@@ -102,7 +117,7 @@ async def uas(
     return await asyncio.create_subprocess_exec(
         "sipp",
         "-sf",
-        str(SIPP_DIR / "call_uas.xml"),
+        str(SIPP_DIR / f"{scenario}.xml"),
         "-i",
         "127.0.0.1",
         "-p",
@@ -239,3 +254,61 @@ async def test_registrar_restart_during_a_call_still_yields_one_call_ended(
         assert len(probe.of_type("call.ended")) == 1
     assert ended.data.disposition == "answered"
     assert ended.data.billable_seconds >= 6
+
+
+async def _finished(*phones: asyncio.subprocess.Process) -> None:
+    for phone in phones:
+        _, err = await asyncio.wait_for(phone.communicate(), 40)
+        assert phone.returncode == 0, err.decode()[-2000:]
+
+
+async def test_forking_first_answer_wins_and_the_other_branch_is_cancelled(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    callee = await provision(extension="102")
+    plug(harness, contract_app(caller.tenant_id))
+    # Two contacts of 102: a desk phone that answers, a softphone that only rings.
+    answering = await uas(harness, sipp, callee, tmp_path)
+    ringing = await uas(harness, sipp, callee, tmp_path, scenario="call_uas_ring")
+    assert len(_sip(harness).location.bindings((caller.tenant_id, "102"))) == 2
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(caller, "102")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(answering, ringing)
+        [ended] = await probe.wait_for("call.ended")
+    assert ended.data.disposition == "answered"
+
+
+async def test_busy_forwards_to_another_extension(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    busy = await provision(extension="104")
+    busy_phone = await uas(harness, sipp, busy, tmp_path, scenario="call_uas_busy")
+    backup = await uas(harness, sipp, await provision(extension="103"), tmp_path)
+    plug(harness, contract_app(caller.tenant_id))
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(caller, "104")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(busy_phone, backup)
+        [ended] = await probe.wait_for("call.ended")
+    assert ended.data.disposition == "answered"
+    assert ended.data.forwarded_from == "104" and ended.data.callee == "103"
+
+
+async def test_no_answer_forwards_after_its_timeout(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    silent_ext = await provision(extension="105")
+    silent = await uas(harness, sipp, silent_ext, tmp_path, scenario="call_uas_ring")
+    backup = await uas(harness, sipp, await provision(extension="103"), tmp_path)
+    plug(harness, contract_app(caller.tenant_id))
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(caller, "105")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(silent, backup)
+        [ended] = await probe.wait_for("call.ended")
+    assert ended.data.disposition == "answered"
+    assert ended.data.forwarded_from == "105" and ended.data.callee == "103"

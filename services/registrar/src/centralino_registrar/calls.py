@@ -90,6 +90,11 @@ class Call:
     cancelled: bool = False
     ended: bool = False
     limit: asyncio.TimerHandle | None = None
+    rules: dict[str, Any] = field(default_factory=dict)
+    called: str | None = None
+    pending_rule: str | None = None
+    timed_out: bool = False
+    ring_timer: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -229,14 +234,98 @@ class CallControl:
                 await self._end(call, Disposition.rejected)
                 return Reply(402, "Payment Required", [("warning", f'399 - "{reason}"')])
             call.max_seconds = verdict.get("max_seconds")
+        call.rules = dict(decision.get("failure_rules") or {})
         targets = self._targets(decision)
+        called = (decision.get("targets") or [{}])[0].get("extension")
+        call.called = str(called) if called else None
         if not targets:
-            # Nobody to ring (no binding, or IVR/voicemail without MEDIA_URI).
+            # Nobody to ring: the unavailable rule, if any (else 480).
+            if await self._follow(call, "unavailable"):
+                return None
             await self._end(call, Disposition.failed)
             return Reply(480, "Temporarily Unavailable")
         for uri, destination in targets:
             self._fork(call, uri, destination)
+        no_answer = call.rules.get("no_answer")
+        if no_answer and no_answer.get("after_seconds"):
+            call.ring_timer = asyncio.get_running_loop().call_later(
+                float(no_answer["after_seconds"]), self._ring_timeout, call
+            )
         return None  # the final response comes from a branch
+
+    def _ring_timeout(self, call: Call) -> None:
+        """No answer in time: cancel the branches; their 487s lead to the no-answer rule."""
+        if call.answer is not None or call.ended:
+            return
+        call.pending_rule = "no_answer"
+        call.timed_out = True
+        for b in call.branches.values():
+            self._cancel_branch(b)
+
+    async def _follow(self, call: Call, rule_name: str) -> bool:
+        """Follows a failure rule from routing (once per call); False when there is none."""
+        rule = call.rules.pop(rule_name, None)
+        call.rules = {}  # one forwarding per call: no loops between stations
+        if not rule:
+            return False
+        kind = rule.get("kind")
+        forwarded_from = call.called or call.extension
+        targets: list[tuple[str, Destination]] | None = None
+        if kind == "extension" and rule.get("extension"):
+            targets = self._targets(
+                {
+                    "action": "extension",
+                    "targets": [{"tenant_id": str(call.tenant_id), "extension": rule["extension"]}],
+                }
+            )
+            call.callee = str(rule["extension"])
+        elif kind == "external" and rule.get("e164"):
+            # Billed as an outbound call of the forwarding station, its permissions applied.
+            decision = await self._post(
+                self.settings.routing_url + "/v1/route",
+                {
+                    "tenant_id": str(call.tenant_id),
+                    "extension": forwarded_from,
+                    "digits": rule["e164"],
+                    "inbound_did": None,
+                    "at": _now().isoformat(),
+                    "forwarded_from": forwarded_from,
+                },
+            )
+            if decision is None or decision.get("action") == "reject":
+                return False
+            call_class = CallClass(decision.get("class") or "national_fixed")
+            if call_class not in UNRATED:
+                verdict = await self._post(
+                    self.settings.rating_url + "/v1/authorize",
+                    {
+                        "tenant_id": str(call.tenant_id),
+                        "call_id": call.call_id,
+                        "extension": forwarded_from,
+                        "e164": decision.get("e164"),
+                        "class": call_class.value,
+                    },
+                )
+                if not verdict or not verdict.get("allowed"):
+                    return False
+                call.max_seconds = verdict.get("max_seconds")
+            call.extension = forwarded_from
+            call.call_class = call_class
+            call.direction = Direction.outbound
+            call.callee = str(decision.get("e164") or rule["e164"])
+            targets = self._targets(decision)
+        elif kind in ("voicemail", "ivr") and self.settings.media_uri:
+            media = parse_uri(self.settings.media_uri)
+            if media is not None:
+                uri = f"sip:{kind}-{forwarded_from}@{media.hostport()}"
+                targets = [(uri, ("udp", media.host.strip("[]"), media.port or 5060, None))]
+        if not targets:
+            return False
+        call.forwarded_from = forwarded_from
+        call.best = None
+        for uri, destination in targets:
+            self._fork(call, uri, destination)
+        return True
 
     def _targets(self, decision: dict[str, Any]) -> list[tuple[str, Destination]] | None:
         """Where the INVITE goes: every binding of every target, or the carrier."""
@@ -394,6 +483,8 @@ class CallControl:
             if call.answer is None and not call.ended:
                 call.answer = resp
                 call.answered_at = _now()
+                if call.ring_timer:
+                    call.ring_timer.cancel()
                 call.callee_at = b.destination
                 for other in call.branches.values():
                     if other is not b:
@@ -419,8 +510,16 @@ class CallControl:
             call.best = upstream
         if call.answer is None and all(x.status >= 200 for x in call.branches.values()):
             assert call.best is not None
+            final = call.best.status or 500
+            rule = call.pending_rule or ("busy" if final in (486, 600) else None)
+            call.pending_rule = None
+            if not call.cancelled and rule and await self._follow(call, rule):
+                return
             self._send_source(call.best.encode(), call.source)
-            await self._end(call, _disposition(call.best.status or 500, call.cancelled))
+            disposition = _disposition(final, call.cancelled)
+            if call.timed_out and not call.cancelled:
+                disposition = Disposition.no_answer
+            await self._end(call, disposition)
 
     def _ack(self, b: Branch, resp: SipMessage) -> None:
         """The hop-by-hop ACK of a non-2xx final response (same branch as the INVITE)."""
@@ -485,8 +584,9 @@ class CallControl:
         if call.ended:
             return
         call.ended = True
-        if call.limit:
-            call.limit.cancel()
+        for timer in (call.limit, call.ring_timer):
+            if timer:
+                timer.cancel()
         ended = _now()
         seconds = 0
         if call.answered_at is not None and disposition is Disposition.answered:
