@@ -36,6 +36,16 @@ def contract_app(tenant_id: uuid.UUID, *, max_seconds: int | None = None) -> Fas
             "104": {"busy": {"kind": "extension", "extension": "103", "e164": None}},
             "105": {"no_answer": {"kind": "extension", "extension": "103", "after_seconds": 2}},
         }
+        if body.get("inbound_did") == "+39062022600":
+            return {
+                "tenant_id": str(tenant_id),
+                "extension": "102",
+                "failure_rules": {},
+                "action": "extension",
+                "class": "internal",
+                "e164": "+39062022600",
+                "targets": [{"tenant_id": str(tenant_id), "extension": "102"}],
+            }
         if digits in rules:
             return {
                 **base,
@@ -312,3 +322,26 @@ async def test_no_answer_forwards_after_its_timeout(
         [ended] = await probe.wait_for("call.ended")
     assert ended.data.disposition == "answered"
     assert ended.data.forwarded_from == "105" and ended.data.callee == "103"
+
+
+async def test_inbound_call_from_the_carrier_by_did(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    callee = await provision(extension="102")
+    stub = contract_app(callee.tenant_id)
+    plug(harness, stub)
+    carrier_port = free_port()
+    _sip(harness).calls.settings.carrier_uri = f"sip:127.0.0.1:{carrier_port}"  # type: ignore[attr-defined]
+    phone = await uas(harness, sipp, callee, tmp_path)
+    async with harness.probe("call.ended") as probe:
+        result = await sipp(
+            "call_carrier_uac",
+            [["39062022600", "carrier.example", "-", "+393351234567"]],
+            local_port=carrier_port,
+        )
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(phone)
+        [ended] = await probe.wait_for("call.ended")
+    assert stub.state.seen["route"][0]["inbound_did"] == "+39062022600"
+    assert ended.data.direction == "inbound" and ended.data.extension == "102"
+    assert ended.data.caller == "+393351234567" and ended.data.disposition == "answered"

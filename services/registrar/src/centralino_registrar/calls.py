@@ -160,39 +160,71 @@ class CallControl:
         max_forwards = req.get("max-forwards")
         if max_forwards is not None and int(max_forwards) == 0:
             return Reply(483, "Too Many Hops")
-        tenant = await self.directory.tenant(from_uri.host)
-        if tenant is None:
-            return Reply(403, "Forbidden", [("warning", '399 - "domain not served"')])
-        auth = await self.registrar.authenticate(
-            req, source, tenant.sip_realm, tenant.tenant_id, proxy=True
-        )
-        if isinstance(auth, Reply):
-            return auth
-        self.reply(req, source, Reply(100, "Trying"))
-        decision = await self._post(
-            self.settings.routing_url + "/v1/route",
-            {
-                "tenant_id": str(tenant.tenant_id),
-                "extension": auth.extension,
-                "digits": ruri.user,
-                "inbound_did": None,
-                "at": _now().isoformat(),
-                "forwarded_from": None,
-            },
-        )
-        if decision is None:
-            return Reply(503, "Service Unavailable", [("retry-after", "5")])
+        if self._from_carrier(source):
+            # Inbound from the carrier: trusted by its address, routed by the called DID.
+            self.reply(req, source, Reply(100, "Trying"))
+            did = _e164(ruri.user)
+            decision = await self._post(
+                self.settings.routing_url + "/v1/route",
+                {
+                    "tenant_id": None,
+                    "extension": None,
+                    "digits": ruri.user,
+                    "inbound_did": did,
+                    "at": _now().isoformat(),
+                    "forwarded_from": None,
+                },
+            )
+            if decision is None:
+                return Reply(503, "Service Unavailable", [("retry-after", "5")])
+            if not decision.get("tenant_id"):
+                return Reply(404, "Not Found")
+            tenant_id = uuid.UUID(decision["tenant_id"])
+            caller = _e164(from_uri.user) if from_uri.user else "anonymous"
+            station = str(decision.get("extension") or "")
+            direction = Direction.inbound
+            callee = did
+        else:
+            tenant = await self.directory.tenant(from_uri.host)
+            if tenant is None:
+                return Reply(403, "Forbidden", [("warning", '399 - "domain not served"')])
+            auth = await self.registrar.authenticate(
+                req, source, tenant.sip_realm, tenant.tenant_id, proxy=True
+            )
+            if isinstance(auth, Reply):
+                return auth
+            self.reply(req, source, Reply(100, "Trying"))
+            decision = await self._post(
+                self.settings.routing_url + "/v1/route",
+                {
+                    "tenant_id": str(tenant.tenant_id),
+                    "extension": auth.extension,
+                    "digits": ruri.user,
+                    "inbound_did": None,
+                    "at": _now().isoformat(),
+                    "forwarded_from": None,
+                },
+            )
+            if decision is None:
+                return Reply(503, "Service Unavailable", [("retry-after", "5")])
+            tenant_id = uuid.UUID(decision.get("tenant_id") or str(tenant.tenant_id))
+            caller = auth.extension
+            station = str(decision.get("extension") or auth.extension)
+            direction = (
+                Direction.internal
+                if decision.get("action") in LOCAL_ACTIONS
+                else Direction.outbound
+            )
+            callee = decision.get("e164") or ruri.user
         call_class = CallClass(decision.get("class") or "internal")
         call = Call(
             call_id=req.call_id,
-            tenant_id=uuid.UUID(decision.get("tenant_id") or str(tenant.tenant_id)),
-            extension=decision.get("extension") or auth.extension,
-            caller=auth.extension,
-            callee=decision.get("e164") or ruri.user,
+            tenant_id=tenant_id,
+            extension=station,
+            caller=caller,
+            callee=callee,
             call_class=call_class,
-            direction=Direction.internal
-            if decision.get("action") in LOCAL_ACTIONS
-            else Direction.outbound,
+            direction=direction,
             invite=req,
             source=source,
             started_at=_now(),
@@ -683,6 +715,14 @@ class CallControl:
         result: dict[str, Any] = response.json()
         return result
 
+    def _from_carrier(self, source: Source) -> bool:
+        carrier = parse_uri(self.settings.carrier_uri)
+        return bool(
+            carrier
+            and source.ip == carrier.host.strip("[]")
+            and source.port == (carrier.port or 5060)
+        )
+
     def _via(self, branch: str, transport: str) -> str:
         return f"SIP/2.0/{transport.upper()} {self.host}:{self.port};branch={branch};rport"
 
@@ -697,6 +737,16 @@ class CallControl:
 
     def _send_source(self, data: bytes, source: Source) -> None:
         self.transport.send(data, source.transport, source.ip, source.port, source.connection_id)
+
+
+def _e164(digits: str) -> str:
+    """A number from the carrier in E.164 (+CC...), whatever prefix it came with."""
+    digits = digits.split(";")[0]
+    if digits.startswith("+"):
+        return digits
+    if digits.startswith("00"):
+        return "+" + digits[2:]
+    return "+" + digits
 
 
 def _row(call: Call) -> dict[str, Any]:
