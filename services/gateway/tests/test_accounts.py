@@ -3,6 +3,7 @@ import uuid
 from centralino_gateway.seed import seed
 from centralino_proto.demo import BELLAVISTA, RESELLER_ID, TENANTS
 from centralino_proto.testing import ServiceHarness
+from sqlalchemy import text
 
 from .conftest import bearer, build_world, token
 
@@ -158,3 +159,34 @@ async def test_users_paging_filtering_and_roles(harness: ServiceHarness) -> None
     assert (await c.get("/v1/resellers", headers=w.operator)).json()["total"] == 3
     assert (await c.get("/v1/resellers", headers=w.reseller_a)).json()["total"] == 1
     assert (await c.get("/v1/resellers", headers=w.admin_a)).status_code == 403
+
+
+async def test_idempotency_key_creates_a_tenant_once(harness: ServiceHarness) -> None:
+    await seed(harness.runtime)
+    operator = bearer(await token(harness.client, "admin@centralino.test", "admin"))
+    headers = {**operator, "Idempotency-Key": "create-hotel-1"}
+    async with harness.probe("tenant.created") as probe:
+        first = await harness.client.post(
+            "/v1/tenants",
+            json={"slug": "miramare", "name": "Miramare", "kind": "hotel"},
+            headers=headers,
+        )
+        again = await harness.client.post(
+            "/v1/tenants",
+            json={"slug": "miramare", "name": "Miramare", "kind": "hotel"},
+            headers=headers,
+        )
+        assert first.status_code == again.status_code == 201
+        assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+        await probe.wait_for("tenant.created", count=1)
+        # A plain retry without the key is a conflict, not a second tenant.
+        r = await harness.client.post(
+            "/v1/tenants", json={"slug": "miramare", "name": "M"}, headers=operator
+        )
+        assert r.status_code == 409
+        assert len([e for e in probe.of_type("tenant.created") if e.data.slug == "miramare"]) == 1
+    async with harness.runtime.sessionmaker() as session:
+        stored = await session.scalar(
+            text("SELECT password_hash FROM user_account WHERE email = 'admin@centralino.test'")
+        )
+    assert stored.startswith("$argon2id$")

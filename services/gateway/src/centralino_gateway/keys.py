@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from jose import jwk, jwt
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -137,6 +137,8 @@ class Keyring:
     async def load(self) -> None:
         """Reads the keys; creates the first one on a fresh database."""
         async with self._lock, self._sessionmaker() as session, session.begin():
+            # Replicas starting together on a fresh database agree on one first key.
+            await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-keyring'))"))
             keys = await published_keys(session=session)
             signer = next((k for k in keys if k.retired_at is None), None)
             if signer is None:
@@ -155,6 +157,7 @@ class Keyring:
     async def rotate(self) -> str:
         """A new signing key; returns its kid."""
         async with self._sessionmaker() as session, session.begin():
+            await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('gateway-keyring'))"))
             key = await rotate_signing_key(session=session, sealer=self._sealer, grace=self.grace)
             kid = key.kid
         await self.load()
