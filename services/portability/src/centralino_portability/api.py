@@ -133,7 +133,7 @@ async def list_port_requests(
 ) -> list[PortRequestPublic]:
     """The tenant's port requests, newest first."""
     found = await ports.list_requests(session=session, tenant_id=tenant.tenant_id, state=state)
-    return [await ports.to_public(session, r) for r in found]
+    return [await ports.to_public(session=session, request=r) for r in found]
 
 
 @router.post(REQUESTS, status_code=status.HTTP_201_CREATED, tags=["port requests"])
@@ -157,7 +157,7 @@ async def create_port_request(
         settings=_settings(request),
         now=_now(request),
     )
-    out = await ports.to_public(session, created)
+    out = await ports.to_public(session=session, request=created)
     await session.commit()
     response.headers["Location"] = f"/v1/tenants/{tenant.slug}/port-requests/{created.id}"
     return out
@@ -171,7 +171,7 @@ async def get_port_request(
     found = await ports.get_request(
         session=session, tenant_id=tenant.tenant_id, request_id=request_id
     )
-    return await ports.to_public(session, found)
+    return await ports.to_public(session=session, request=found)
 
 
 @router.put(REQUESTS + "/{request_id}", tags=["port requests"])
@@ -196,7 +196,7 @@ async def correct_port_request(
         settings=_settings(request),
         now=_now(request),
     )
-    out = await ports.to_public(session, found)
+    out = await ports.to_public(session=session, request=found)
     await session.commit()
     return out
 
@@ -230,7 +230,7 @@ async def transition_port_request(
         reason=body.reason,
         expected_completion=body.expected_completion,
     )
-    out = await ports.to_public(session, found)
+    out = await ports.to_public(session=session, request=found)
     await session.commit()
     return out
 
@@ -393,7 +393,7 @@ async def consent_document(
     found = await ports.get_request(
         session=session, tenant_id=tenant.tenant_id, request_id=request_id
     )
-    numbers = await ports.numbers_of(session, found.id)
+    numbers = await ports.numbers_of(session=session, request_id=found.id)
     pdf = consent.render(
         found,
         numbers,
@@ -489,6 +489,6 @@ async def upload_signed_consent(
         now=now,
         comment="signed consent received",
     )
-    out = await ports.to_public(session, found)
+    out = await ports.to_public(session=session, request=found)
     await session.commit()
     return out

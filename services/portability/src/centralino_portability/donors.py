@@ -202,9 +202,9 @@ class SimulatedDonor(DonorAdapter):
         return None
 
 
-async def order_of(session: AsyncSession, request: PortRequest, settings: Settings) -> PortOrder:
+async def order_of(*, session: AsyncSession, request: PortRequest, settings: Settings) -> PortOrder:
     """The donor's view of a request."""
-    numbers = await numbers_of(session, request.id)
+    numbers = await numbers_of(session=session, request_id=request.id)
     return PortOrder(
         id=request.id,
         state=PortState(request.state),
@@ -258,7 +258,9 @@ async def sync_with_donors(
             for _ in range(max_steps):
                 if PortState(request.state) not in WITH_DONOR:
                     break
-                update = await donor.next_update(await order_of(session, request, settings))
+                update = await donor.next_update(
+                    await order_of(session=session, request=request, settings=settings)
+                )
                 if update is None:
                     break
                 await transition(

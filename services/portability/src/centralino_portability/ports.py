@@ -238,6 +238,7 @@ async def check_request(
 
 
 def parse_or_none(raw: str | None) -> str | None:
+    """A number in E.164, or None when it is not one."""
     if not raw:
         return None
     try:
@@ -391,7 +392,7 @@ async def correct_request(
         settings=settings,
         request_id=request.id,
     )
-    for old in await numbers_of(session, request.id):
+    for old in await numbers_of(session=session, request_id=request.id):
         await session.delete(old)
     await session.flush()
     for row in checked.numbers:
@@ -440,7 +441,7 @@ async def list_requests(
     )
 
 
-async def numbers_of(session: AsyncSession, request_id: uuid.UUID) -> list[PortNumber]:
+async def numbers_of(*, session: AsyncSession, request_id: uuid.UUID) -> list[PortNumber]:
     """The numbers of a request, in the order given."""
     return list(
         (
@@ -453,9 +454,9 @@ async def numbers_of(session: AsyncSession, request_id: uuid.UUID) -> list[PortN
     )
 
 
-async def to_public(session: AsyncSession, request: PortRequest) -> PortRequestPublic:
+async def to_public(*, session: AsyncSession, request: PortRequest) -> PortRequestPublic:
     """The API view of a request."""
-    numbers = await numbers_of(session, request.id)
+    numbers = await numbers_of(session=session, request_id=request.id)
     return PortRequestPublic(
         id=request.id,
         tenant_id=request.tenant_id,
@@ -566,7 +567,7 @@ async def transition(
     request.state_changed_at = now
     request.updated_at = now
     if to in FINISHED:
-        for number in await numbers_of(session, request.id):
+        for number in await numbers_of(session=session, request_id=request.id):
             number.open = False
     entry = TimelineEntry(
         request_id=request.id,
@@ -597,7 +598,7 @@ async def transition(
         tenant_id=request.tenant_id,
     )
     if to is S.completed:
-        numbers = await numbers_of(session, request.id)
+        numbers = await numbers_of(session=session, request_id=request.id)
         await outbox.add(
             session,
             PortCompleted(
