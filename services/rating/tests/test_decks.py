@@ -51,6 +51,16 @@ async def test_demo_deck_imports_and_prices_by_longest_prefix(harness: ServiceHa
     assert (await lookup(harness, "+88216123456"))["status"] == 404
 
 
+async def test_destination_names_keep_commas_quotes_backslashes_and_tabs(
+    harness: ServiceHarness,
+) -> None:
+    name = 'Spain, "mainland" \\ Baleares\tIslands'
+    body = HEADER + '34,"Spain, ""mainland"" \\ Baleares\tIslands",0.01,0,1,0,2026-01-01\n'
+    response = await post_deck(harness, body)
+    assert response.status_code == 201, response.text
+    assert (await lookup(harness, "+34912345678"))["destination"] == name
+
+
 async def test_a_bad_row_imports_nothing_and_every_bad_row_is_named(
     harness: ServiceHarness,
 ) -> None:
