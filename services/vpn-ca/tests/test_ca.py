@@ -497,6 +497,7 @@ async def test_the_operator_moves_the_endpoint(harness: ServiceHarness) -> None:
         "protocol": "tcp",
         "subnet": "172.20.0.0/24",
         "sip_edge": "172.20.0.1",
+        "tls_wrap": "tls-crypt",
     }
     conf = (await harness.client.get(f"{url}/openvpn-server.conf", headers=operator)).text
     assert "port 1300\nproto tcp\n" in conf and "server 172.20.0.0 255.255.255.0" in conf

@@ -166,14 +166,58 @@ async def test_phone_model_bundles(harness: ServiceHarness) -> None:
             archive.getnames()
         )
 
+    # Grandstream phones load no TLS static key: not for a tls-crypt endpoint...
+    refused = await harness.client.get(
+        f"{BASE}/certificates/{cert['id']}/bundle?model=grandstream", headers=headers
+    )
+    assert refused.status_code == 409
+    assert refused.json()["title"] == "Phone model cannot join"
+    no_token = await harness.client.post(
+        f"{BASE}/provisioning-tokens",
+        json={"certificate_id": cert["id"], "model": "grandstream"},
+        headers=headers,
+    )
+    assert no_token.status_code == 409
+    # ...but for one without TLS wrapping.
+    operator = harness.mint.headers("operator")
+    unwrapped = await harness.client.patch(
+        f"{BASE}/ca", json={"endpoint": {"tls_wrap": "none"}}, headers=operator
+    )
+    assert unwrapped.json()["endpoint"]["tls_wrap"] == "none"
+    conf = (await harness.client.get(f"{BASE}/ca/openvpn-server.conf", headers=operator)).text
+    assert "tls-crypt" not in conf and "tls-auth" not in conf
     grandstream = await harness.client.get(
         f"{BASE}/certificates/{cert['id']}/bundle?model=grandstream", headers=headers
     )
+    assert grandstream.status_code == 200, grandstream.text
     root = ET.fromstring(grandstream.content)  # noqa: S314 (our own output)
     config = {child.tag: child.text for child in root.find("config")}  # type: ignore[union-attr]
     assert config["P7050"] == "1"
     assert config["P9903"] == cert["certificate_pem"]
     assert "PRIVATE KEY" in (config["P9904"] or "")
+
+    snom_bare = await harness.client.get(
+        f"{BASE}/certificates/{cert['id']}/bundle?model=snom", headers=headers
+    )
+    with tarfile.open(fileobj=io.BytesIO(snom_bare.content)) as archive:
+        assert "ta.key" not in archive.getnames()
+
+    # tls-auth for firmwares without tls-crypt: opposite key directions on each end.
+    await harness.client.patch(
+        f"{BASE}/ca", json={"endpoint": {"tls_wrap": "tls-auth"}}, headers=operator
+    )
+    conf = (await harness.client.get(f"{BASE}/ca/openvpn-server.conf", headers=operator)).text
+    assert "key-direction 0\n<tls-auth>" in conf and "<tls-crypt>" not in conf
+    profile = (
+        await harness.client.get(f"{BASE}/certificates/{cert['id']}/bundle", headers=headers)
+    ).text
+    assert "key-direction 1\n<tls-auth>" in profile
+    yealink_auth = await harness.client.get(
+        f"{BASE}/certificates/{cert['id']}/bundle?model=yealink", headers=headers
+    )
+    with tarfile.open(fileobj=io.BytesIO(yealink_auth.content)) as archive:
+        cnf = archive.extractfile("vpn.cnf").read().decode()  # type: ignore[union-attr]
+    assert "tls-auth /config/openvpn/keys/ta.key 1" in cnf
 
     assert (
         await harness.client.get(

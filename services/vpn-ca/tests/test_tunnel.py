@@ -300,9 +300,12 @@ def register(
     )
 
 
-@pytest.mark.parametrize("edge_kind", list(EDGES))
+# Each run also covers one TLS wrapping of the control channel.
+@pytest.mark.parametrize(
+    ("edge_kind", "tls_wrap"), [("sipp-uas", "tls-crypt"), ("registrar", "tls-auth")]
+)
 async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
-    harness: ServiceHarness, tmp_path: Path, edge_kind: str
+    harness: ServiceHarness, tmp_path: Path, edge_kind: str, tls_wrap: str
 ) -> None:
     tenant = await harness.add_tenant("bellavista")
     admin = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
@@ -316,6 +319,7 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
                 "port": VPN_PORT,
                 "subnet": TUNNEL_SUBNET,
                 "sip_edge": SIP_EDGE,
+                "tls_wrap": tls_wrap,
             }
         },
         headers=operator,
@@ -382,6 +386,7 @@ async def test_tunnel_up_sip_register_through_it_and_a_revoked_phone_refused(
     )
     assert conf.status_code == 200, conf.text
     (tmp_path / "server.conf").write_text(conf.text)
+    assert f"<{tls_wrap}>" in conf.text
 
     procs = Processes()
     with namespaces() as (server_ns, client_ns):

@@ -17,7 +17,7 @@ from sqlmodel import select
 
 from . import ca as domain
 from . import provisioning
-from .bundles import build_bundle, phone_models
+from .bundles import IncompatibleModel, build_bundle, phone_models
 from .models import (
     Certificate,
     CertificateAuthorityCreate,
@@ -312,7 +312,10 @@ async def download_bundle(
     if cert.status_at(domain._now()) is not CertificateStatus.valid:
         raise Problem(409, "Certificate not usable", f"certificate {cert.serial} is not valid")
     endpoint, material = await domain.client_material(session=session, ctx=ctx, certificate=cert)
-    bundle = build_bundle(phone_models()[model.lower()], endpoint, material)
+    try:
+        bundle = build_bundle(phone_models()[model.lower()], endpoint, material)
+    except IncompatibleModel as exc:
+        raise Problem(409, "Phone model cannot join", str(exc)) from exc
     return _bundle_response(bundle)
 
 

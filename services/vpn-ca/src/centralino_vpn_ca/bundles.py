@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 from .openvpn import ClientMaterial, Endpoint, client_config
 
 MODELS_FILE = Path(__file__).with_name("phone_models.toml")
-MATERIALS = ("config", "ca", "cert", "key", "tls_crypt")
+MATERIALS = ("config", "ca", "cert", "key", "tls_key")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class PhoneModel:
     files: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     pvalues: dict[str, str] = field(default_factory=dict)
+    # The TLS wrappings this firmware can join (see openvpn.TLS_WRAPS).
+    tls_wraps: tuple[str, ...] = ("tls-crypt", "tls-auth", "none")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Bundle:
 
 
 def _model(key: str, raw: dict[str, Any]) -> PhoneModel:
+    if "tls_wraps" in raw:
+        raw = {**raw, "tls_wraps": tuple(raw["tls_wraps"])}
     model = PhoneModel(key=key, **raw)
     if model.format not in RENDERERS:
         raise ValueError(f"phone model {key}: unknown format {model.format!r}")
@@ -65,7 +69,7 @@ def _materials(model: PhoneModel, endpoint: Endpoint, material: ClientMaterial) 
         "ca": material.ca_pem,
         "cert": material.cert_pem,
         "key": material.key_pem,
-        "tls_crypt": material.tls_crypt_key,
+        "tls_key": material.tls_crypt_key,
     }
 
 
@@ -85,10 +89,12 @@ def _tar(model: PhoneModel, endpoint: Endpoint, material: ClientMaterial) -> byt
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, now
             archive.addfile(info)
         for path, what in model.files.items():
+            if what == "tls_key" and endpoint.tls_wrap == "none":
+                continue
             data = contents[what].encode()
             info = tarfile.TarInfo(path)
             info.size, info.mtime = len(data), now
-            info.mode = 0o600 if what in ("key", "tls_crypt") else 0o644
+            info.mode = 0o600 if what in ("key", "tls_key") else 0o644
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
@@ -116,8 +122,22 @@ def _grandstream_xml(model: PhoneModel, endpoint: Endpoint, material: ClientMate
 RENDERERS = {"ovpn": _ovpn, "tar": _tar, "grandstream-xml": _grandstream_xml}
 
 
+class IncompatibleModel(ValueError):
+    """The phone model cannot join this endpoint."""
+
+
+def check_compatible(model: PhoneModel, endpoint: Endpoint) -> None:
+    """Raises IncompatibleModel when the firmware cannot do the endpoint's TLS wrapping."""
+    if endpoint.tls_wrap not in model.tls_wraps:
+        raise IncompatibleModel(
+            f"{model.key} phones cannot join an endpoint using {endpoint.tls_wrap} "
+            f"(they support: {', '.join(model.tls_wraps)})"
+        )
+
+
 def build_bundle(model: PhoneModel, endpoint: Endpoint, material: ClientMaterial) -> Bundle:
     """The file a phone of this model installs to join its tenant's VPN."""
+    check_compatible(model, endpoint)
     content = RENDERERS[model.format](model, endpoint, material)
     return Bundle(
         filename=model.filename.format(cn=material.common_name),

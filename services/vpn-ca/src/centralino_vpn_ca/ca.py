@@ -28,6 +28,7 @@ from .models import (
     CertificateCreate,
     CertificatePublic,
     CertificateRenew,
+    TlsWrap,
     VpnEndpoint,
     VpnEndpointUpdate,
     VpnProtocol,
@@ -121,6 +122,7 @@ def endpoint_of(ca: CertificateAuthority) -> Endpoint:
         protocol=ca.vpn_protocol,
         subnet=ca.vpn_subnet,
         sip_edge=ca.sip_edge,
+        tls_wrap=ca.tls_wrap,
     )
 
 
@@ -145,6 +147,7 @@ def ca_public(ca: CertificateAuthority) -> CertificateAuthorityPublic:
             protocol=VpnProtocol(endpoint.protocol),
             subnet=endpoint.subnet,
             sip_edge=endpoint.sip_edge,
+            tls_wrap=TlsWrap(endpoint.tls_wrap),
         ),
         created_at=ca.created_at,
     )
@@ -200,6 +203,8 @@ async def update_endpoint(
         ca.vpn_port = requested.port
     if requested.protocol:
         ca.vpn_protocol = requested.protocol.value
+    if requested.tls_wrap:
+        ca.tls_wrap = requested.tls_wrap.value
     session.add(ca)
     try:
         async with session.begin_nested():
@@ -240,6 +245,7 @@ async def allocate_endpoint(
         protocol=str(requested.protocol or settings.vpn_protocol),
         subnet=str(subnet),
         sip_edge=sip_edge,
+        tls_wrap=(requested.tls_wrap or TlsWrap.tls_crypt).value,
     )
 
 
@@ -287,6 +293,7 @@ async def create_ca(
         vpn_protocol=where.protocol,
         vpn_subnet=where.subnet,
         sip_edge=where.sip_edge,
+        tls_wrap=where.tls_wrap,
     )
     ca.sealed_key = ctx.vault.seal(pki.key_to_der(key), context=f"ca:{ca.id}")
     ca.tls_crypt_sealed = ctx.vault.seal(new_tls_crypt_key().encode(), context=f"tls-crypt:{ca.id}")

@@ -38,6 +38,14 @@ class VpnProtocol(StrEnum):
     tcp = "tcp"
 
 
+class TlsWrap(StrEnum):
+    """How the OpenVPN control channel is wrapped with the tenant's static key."""
+
+    tls_crypt = "tls-crypt"
+    tls_auth = "tls-auth"
+    none = "none"
+
+
 # -- the tenant CA ("master" certificate) -------------------------------------
 
 
@@ -49,6 +57,7 @@ class VpnEndpoint(BaseModel):
     protocol: VpnProtocol
     subnet: str
     sip_edge: str
+    tls_wrap: TlsWrap
 
 
 class VpnEndpointUpdate(BaseModel):
@@ -64,6 +73,9 @@ class VpnEndpointUpdate(BaseModel):
     subnet: str | None = pydantic.Field(None, description="private IPv4 CIDR, /16 to /29")
     sip_edge: str | None = pydantic.Field(
         None, description="IPv4 address pushed to clients as a route"
+    )
+    tls_wrap: TlsWrap | None = pydantic.Field(
+        None, description="tls-crypt (default), tls-auth for older firmwares, none"
     )
 
 
@@ -103,6 +115,7 @@ class CertificateAuthority(Model, table=True):
     vpn_protocol: str = Field(max_length=3)
     vpn_subnet: str = Field(max_length=18, unique=True)
     sip_edge: str = Field(max_length=45)
+    tls_wrap: str = Field(default="tls-crypt", max_length=10)
     created_at: datetime = Field(default_factory=_now, sa_column=_ts(nullable=False))
 
 

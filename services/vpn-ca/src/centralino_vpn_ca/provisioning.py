@@ -11,8 +11,8 @@ from centralino_proto.web import Problem
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
-from .bundles import Bundle, build_bundle, phone_models
-from .ca import CaContext, client_material, get_certificate
+from .bundles import Bundle, IncompatibleModel, build_bundle, check_compatible, phone_models
+from .ca import CaContext, client_material, endpoint_of, get_certificate, require_ca
 from .models import (
     Certificate,
     CertificateStatus,
@@ -63,6 +63,11 @@ async def create_token(
         raise Problem(
             409, "Key held by the device", "a CSR-issued certificate has no key to deliver"
         )
+    ca = await require_ca(session=session, tenant_id=tenant_id)
+    try:
+        check_compatible(phone_models()[request.model], endpoint_of(ca))
+    except IncompatibleModel as exc:
+        raise Problem(409, "Phone model cannot join", str(exc)) from exc
     token = secrets.token_urlsafe(32)
     ttl = request.ttl_seconds or ctx.settings.provisioning_token_ttl_seconds
     row = ProvisioningToken(
@@ -161,11 +166,18 @@ async def redeem(
         )
     else:
         cert = await session.get(Certificate, row.certificate_id)
+        ca = await require_ca(session=session, tenant_id=row.tenant_id)
         if cert is None or cert.status_at(now) is not CertificateStatus.valid:
             outcome = "revoked"
             problem = Problem(
                 410, "Certificate withdrawn", "the certificate was revoked or expired"
             )
+        else:
+            try:
+                check_compatible(phone_models()[row.model], endpoint_of(ca))
+            except IncompatibleModel as exc:
+                # The endpoint changed since the token was made; the token stays unused.
+                outcome, problem = "mismatch", Problem(409, "Phone model cannot join", str(exc))
     session.add(
         ProvisioningFetch(
             token_id=row.id if row else None,
