@@ -82,6 +82,15 @@ def contract_app(tenant_id: uuid.UUID, *, max_seconds: int | None = None) -> Fas
                 "targets": [],
                 "reject": {"status": 403, "reason": "international calls not permitted"},
             }
+        if digits.startswith("06"):
+            e164 = "+39" + digits
+            return {
+                **base,
+                "action": "pstn",
+                "class": "national_fixed",
+                "e164": e164,
+                "targets": [],
+            }
         return {
             **base,
             "action": "reject",
@@ -345,3 +354,50 @@ async def test_inbound_call_from_the_carrier_by_did(
     assert stub.state.seen["route"][0]["inbound_did"] == "+39062022600"
     assert ended.data.direction == "inbound" and ended.data.extension == "102"
     assert ended.data.caller == "+393351234567" and ended.data.disposition == "answered"
+
+
+async def test_click_to_dial_rings_the_phone_then_calls_the_destination(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    user = await provision(extension="101")
+    stub = contract_app(user.tenant_id)
+    plug(harness, stub)
+    carrier_port = free_port()
+    _sip(harness).calls.settings.carrier_uri = f"sip:127.0.0.1:{carrier_port}"  # type: ignore[attr-defined]
+    phone = await uas(harness, sipp, user, tmp_path, scenario="ctd_phone")
+    far = await uas(harness, sipp, None, tmp_path, carrier_port)
+    headers = harness.mint.headers("tenant_admin", tenant_id=user.tenant_id)
+    async with harness.probe("call.started", "call.answered", "call.ended") as probe:
+        response = await harness.client.post(
+            "/v1/tenants/bellavista/calls",
+            json={"extension": "101", "destination": "0612345678"},
+            headers=headers,
+        )
+        assert response.status_code == 202, response.text
+        call_id = response.json()["call_id"]
+        await _finished(phone, far)
+        [ended] = await probe.wait_for("call.ended", timeout=20)
+        [started] = probe.of_type("call.started")
+    assert ended.data.call_id == call_id == started.data.call_id
+    assert ended.data.disposition == "answered" and ended.data.extension == "101"
+    assert ended.data.callee == "+390612345678" and ended.data.direction == "outbound"
+    assert stub.state.seen["authorize"][0]["extension"] == "101"
+    # Refused destinations and unregistered extensions are problems, not calls.
+    refused = await harness.client.post(
+        "/v1/tenants/bellavista/calls",
+        json={"extension": "101", "destination": "0044123"},
+        headers=headers,
+    )
+    assert refused.status_code == 403
+    nobody = await harness.client.post(
+        "/v1/tenants/bellavista/calls",
+        json={"extension": "109", "destination": "0612345678"},
+        headers=headers,
+    )
+    assert nobody.status_code == 409
+    bad = await harness.client.post(
+        "/v1/tenants/bellavista/calls",
+        json={"extension": "1x", "destination": "0612"},
+        headers=headers,
+    )
+    assert bad.status_code == 422

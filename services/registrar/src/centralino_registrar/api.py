@@ -13,6 +13,7 @@ from centralino_proto.service import ServiceRuntime
 from centralino_proto.tenancy import Tenant, TenantDep
 from centralino_proto.web import ClaimsDep, Problem, SessionDep
 from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel, Field
 
 from . import devices as service
 from .location import Binding
@@ -176,6 +177,31 @@ async def delete_device(
     await session.commit()
     sip.directory.forget_device(tenant.tenant_id, device.username)
     return Response(status_code=204)
+
+
+# -- click-to-dial --------------------------------------------------------------
+
+
+class OriginateRequest(BaseModel):
+    extension: str = Field(pattern=r"^[0-9]{1,16}$")
+    destination: str = Field(pattern=r"^\+?[0-9*#]{1,32}$")
+
+
+class OriginateAccepted(BaseModel):
+    call_id: str
+
+
+@router.post(
+    "/tenants/{tenant}/calls", status_code=202, response_model=OriginateAccepted, tags=["calls"]
+)
+async def originate(
+    tenant: TenantDep, data: OriginateRequest, request: Request
+) -> OriginateAccepted:
+    """Click-to-dial: rings the extension's phones, then calls the destination (RFC 3725)."""
+    call_id = await _sip(request).calls.originate(
+        tenant=tenant, extension=data.extension, destination=data.destination
+    )
+    return OriginateAccepted(call_id=call_id)
 
 
 # -- line status --------------------------------------------------------------

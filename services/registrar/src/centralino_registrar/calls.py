@@ -27,6 +27,8 @@ from centralino_proto.events import (
     Direction,
     Disposition,
 )
+from centralino_proto.tenancy import Tenant
+from centralino_proto.web import Problem
 from prometheus_client import Counter
 from sqlalchemy import Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,6 +38,7 @@ from .config import Settings
 from .directory import Directory
 from .location import Location
 from .models import DialogRow
+from .originate import Originator
 from .registrar import Registrar, Reply
 from .sip.message import SipMessage, parse, parse_name_addr, parse_uri, parse_via
 from .sip.transport import SipTransport, Source
@@ -138,6 +141,7 @@ class CallControl:
         self.http = httpx.AsyncClient(timeout=5.0)
         self.host = settings.sip_public_host
         self.port = settings.sip_port
+        self.originator = Originator(self)
 
     async def close(self) -> None:
         for call in self.calls.values():
@@ -359,6 +363,83 @@ class CallControl:
             self._fork(call, uri, destination)
         return True
 
+    async def originate(self, *, tenant: Tenant, extension: str, destination: str) -> str:
+        """Click-to-dial: routes and authorizes as a call of `extension`, then rings it."""
+        phones = self._targets(
+            {
+                "action": "extension",
+                "targets": [{"tenant_id": str(tenant.tenant_id), "extension": extension}],
+            }
+        )
+        if not phones:
+            raise Problem(
+                409, "Extension not registered", f"no device of {extension} is registered"
+            )
+        decision = await self._post(
+            self.settings.routing_url + "/v1/route",
+            {
+                "tenant_id": str(tenant.tenant_id),
+                "extension": extension,
+                "digits": destination,
+                "inbound_did": None,
+                "at": _now().isoformat(),
+                "forwarded_from": None,
+            },
+        )
+        if decision is None:
+            raise Problem(503, "Routing unavailable", "the routing service did not answer")
+        if decision.get("action") == "reject":
+            reject = decision.get("reject") or {}
+            raise Problem(
+                int(reject.get("status", 403)),
+                "Call refused",
+                str(reject.get("reason") or "routing refused the call"),
+            )
+        call_class = CallClass(decision.get("class") or "internal")
+        call_id = f"ctd-{uuid.uuid4().hex}"
+        max_seconds = None
+        if call_class not in UNRATED:
+            verdict = await self._post(
+                self.settings.rating_url + "/v1/authorize",
+                {
+                    "tenant_id": str(tenant.tenant_id),
+                    "call_id": call_id,
+                    "extension": extension,
+                    "e164": decision.get("e164"),
+                    "class": call_class.value,
+                },
+            )
+            if verdict is None:
+                raise Problem(503, "Rating unavailable", "the rating service did not answer")
+            if not verdict.get("allowed"):
+                raise Problem(402, "Call not authorized", str(verdict.get("reason") or "no credit"))
+            max_seconds = verdict.get("max_seconds")
+        targets = self._targets(decision) or []
+        placeholder = SipMessage(method="INVITE", uri=f"sip:{destination}@{tenant.sip_realm}")
+        call = Call(
+            call_id=call_id,
+            tenant_id=tenant.tenant_id,
+            extension=extension,
+            caller=extension,
+            callee=decision.get("e164") or destination,
+            call_class=call_class,
+            direction=Direction.internal
+            if decision.get("action") in LOCAL_ACTIONS
+            else Direction.outbound,
+            invite=placeholder,
+            source=Source("udp", "0.0.0.0", 0),
+            started_at=_now(),
+            max_seconds=max_seconds,
+        )
+        await self.originator.start(
+            call=call,
+            realm=tenant.sip_realm,
+            phones=phones,
+            targets=targets,
+            destination=destination,
+        )
+        return call_id
+
     def _targets(self, decision: dict[str, Any]) -> list[tuple[str, Destination]] | None:
         """Where the INVITE goes: every binding of every target, or the carrier."""
         action = decision.get("action")
@@ -438,6 +519,8 @@ class CallControl:
 
     async def in_dialog(self, req: SipMessage, source: Source) -> Reply | None:
         """ACK, BYE, re-INVITE, UPDATE, INFO inside a dialog: loose routing to the other side."""
+        if await self.originator.in_dialog(req, source):
+            return Reply(200, "OK") if req.method == "BYE" else None
         call = self.calls.get(req.call_id)
         if call is None or call.callee_at is None:
             return None if req.method == "ACK" else Reply(481, "Call/Transaction Does Not Exist")
@@ -490,6 +573,8 @@ class CallControl:
             if name in ("via", "content-length"):
                 continue
             upstream.headers.append((name, value))
+        if await self.originator.response(via.branch, resp):
+            return
         relay = self.relays.get(via.branch)
         if relay is not None:
             if (resp.status or 0) >= 200:

@@ -1,0 +1,275 @@
+"""Click-to-dial: third-party call control, RFC 3725 flow I, with no media server.
+
+The controller rings the user's phones with an INVITE without SDP; the phone that answers
+offers in its 200; that offer goes to the destination in a second INVITE; the destination's
+answer goes back in the ACK to the phone. Two dialogs, one call: a BYE on either side ends
+the other, and the call is routed, rated and reported like any call of that extension.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from centralino_proto.events import CallAnswered, CallStarted, Disposition
+
+from .sip.message import SipMessage, parse_name_addr
+from .sip.transport import Source
+
+if TYPE_CHECKING:
+    from .calls import Call, CallControl, Destination
+
+log = logging.getLogger("centralino.registrar.originate")
+
+
+@dataclass
+class Leg:
+    """One of the controller's two dialogs (a UAC dialog of the registrar)."""
+
+    call_id: str
+    from_: str
+    to: str
+    destination: Destination | None = None
+    remote_target: str | None = None
+    to_with_tag: str | None = None
+    cseq: int = 1
+    branches: dict[str, tuple[str, Destination]] = field(default_factory=dict)
+    answered: SipMessage | None = None
+    done: bool = False
+
+
+@dataclass
+class Originated:
+    call: Call
+    phone: Leg
+    far: Leg
+    far_targets: list[tuple[str, Destination]]
+
+
+class Originator:
+    """Originated calls by the Call-ID of either leg."""
+
+    def __init__(self, control: CallControl) -> None:
+        self.control = control
+        self.by_call_id: dict[str, Originated] = {}
+        self.by_branch: dict[str, tuple[Originated, Leg]] = {}
+
+    async def start(
+        self,
+        *,
+        call: Call,
+        realm: str,
+        phones: list[tuple[str, Destination]],
+        targets: list[tuple[str, Destination]],
+        destination: str,
+    ) -> None:
+        """Rings the phones of the extension (first leg), announcing the call."""
+        c = self.control
+        phone = Leg(
+            call_id=call.call_id,
+            from_=f'"Click-to-dial {destination}" <sip:{destination}@{realm}>;tag={uuid.uuid4().hex[:10]}',
+            to=f"<sip:{call.extension}@{realm}>",
+        )
+        far = Leg(
+            call_id=call.call_id + "-b",
+            from_=f"<sip:{call.extension}@{realm}>;tag={uuid.uuid4().hex[:10]}",
+            to=f"<sip:{destination}@{realm}>",
+        )
+        o = Originated(call=call, phone=phone, far=far, far_targets=targets)
+        self.by_call_id[phone.call_id] = o
+        self.by_call_id[far.call_id] = o
+        c.calls[call.call_id] = call
+        await c._event(
+            call,
+            CallStarted(
+                call_id=call.call_id,
+                tenant_id=call.tenant_id,
+                extension=call.extension,
+                caller=call.caller,
+                callee=call.callee,
+                call_class=call.call_class,
+                direction=call.direction,
+                started_at=call.started_at,
+            ),
+        )
+        for uri, dest in phones:
+            self._invite(o, phone, uri, dest, body=b"")
+
+    def _invite(self, o: Originated, leg: Leg, uri: str, dest: Destination, body: bytes) -> None:
+        c = self.control
+        branch = "z9hG4bK" + uuid.uuid4().hex
+        req = SipMessage(method="INVITE", uri=uri, body=body)
+        req.headers += [
+            ("via", c._via(branch, dest[0])),
+            ("max-forwards", "70"),
+            ("from", leg.from_),
+            ("to", leg.to),
+            ("call-id", leg.call_id),
+            ("cseq", f"{leg.cseq} INVITE"),
+            ("contact", f"<sip:click-to-dial@{c.host}:{c.port}>"),
+        ]
+        if body:
+            req.headers.append(("content-type", "application/sdp"))
+        leg.branches[branch] = (uri, dest)
+        self.by_branch[branch] = (o, leg)
+        c._send_to(req.encode(), dest)
+
+    def _request(self, leg: Leg, method: str, body: bytes = b"") -> None:
+        """ACK or BYE inside one of the controller's dialogs."""
+        if leg.destination is None or leg.remote_target is None:
+            return
+        c = self.control
+        msg = SipMessage(method=method, uri=leg.remote_target, body=body)
+        if method != "ACK":
+            leg.cseq += 1
+        msg.headers += [
+            ("via", c._via("z9hG4bK" + uuid.uuid4().hex, leg.destination[0])),
+            ("max-forwards", "70"),
+            ("from", leg.from_),
+            ("to", leg.to_with_tag or leg.to),
+            ("call-id", leg.call_id),
+            ("cseq", f"{leg.cseq} {method}"),
+        ]
+        if body:
+            msg.headers.append(("content-type", "application/sdp"))
+        c._send_to(msg.encode(), leg.destination)
+
+    async def response(self, branch: str, resp: SipMessage) -> bool:
+        """A response on one of the controller's INVITEs; False when it is not ours."""
+        found = self.by_branch.get(branch)
+        if found is None:
+            return False
+        o, leg = found
+        status = resp.status or 0
+        _, method = resp.cseq()
+        if method != "INVITE" or status < 200:
+            return True
+        uri, dest = leg.branches[branch]
+        if status >= 300:
+            self._ack_failure(leg, branch, uri, dest, resp)
+            leg.branches.pop(branch, None)
+            if not leg.branches and leg.answered is None:
+                await self._failed(o, leg, status)
+            return True
+        if leg.answered is not None:
+            if leg.to_with_tag == resp.get("to"):
+                # A retransmitted 200: ACK again once the call is joined.
+                if o.far.answered is not None and leg is o.phone:
+                    self._request(leg, "ACK", o.far.answered.body)
+                elif leg is o.far:
+                    self._request(leg, "ACK")
+            return True
+        leg.answered = resp
+        leg.destination = dest
+        contact = parse_name_addr(resp.get("contact") or "")
+        leg.remote_target = contact.uri if contact else uri
+        leg.to_with_tag = resp.get("to")
+        for other in list(leg.branches):
+            if other != branch:
+                self._cancel(leg, other)
+        if leg is o.phone:
+            # The phone's offer goes to the destination (RFC 3725 flow I, step 3).
+            if not o.far_targets:
+                await self._failed(o, o.far, 480)
+                return True
+            for far_uri, far_dest in o.far_targets:
+                self._invite(o, o.far, far_uri, far_dest, body=resp.body)
+            return True
+        # The destination answered: ACK it, and give its answer to the phone.
+        self._request(o.far, "ACK")
+        self._request(o.phone, "ACK", resp.body)
+        call = o.call
+        call.answered_at = _now()
+        call.answer = resp
+        await self.control._event(
+            call,
+            CallAnswered(
+                call_id=call.call_id,
+                tenant_id=call.tenant_id,
+                extension=call.extension,
+                answered_at=call.answered_at,
+            ),
+        )
+        if call.max_seconds:
+            asyncio.get_running_loop().call_later(call.max_seconds, self._limit, o)
+        return True
+
+    def _limit(self, o: Originated) -> None:
+        task = asyncio.ensure_future(self.hangup(o, None))
+        self.control._timers.add(task)
+        task.add_done_callback(self.control._timers.discard)
+
+    def _ack_failure(
+        self, leg: Leg, branch: str, uri: str, dest: Destination, resp: SipMessage
+    ) -> None:
+        c = self.control
+        ack = SipMessage(method="ACK", uri=uri)
+        number = leg.cseq
+        ack.headers += [
+            ("via", c._via(branch, dest[0])),
+            ("max-forwards", "70"),
+            ("from", leg.from_),
+            ("to", resp.get("to") or leg.to),
+            ("call-id", leg.call_id),
+            ("cseq", f"{number} ACK"),
+        ]
+        c._send_to(ack.encode(), dest)
+
+    def _cancel(self, leg: Leg, branch: str) -> None:
+        uri, dest = leg.branches[branch]
+        c = self.control
+        cancel = SipMessage(method="CANCEL", uri=uri)
+        cancel.headers += [
+            ("via", c._via(branch, dest[0])),
+            ("max-forwards", "70"),
+            ("from", leg.from_),
+            ("to", leg.to),
+            ("call-id", leg.call_id),
+            ("cseq", f"{leg.cseq} CANCEL"),
+        ]
+        c._send_to(cancel.encode(), dest)
+
+    async def _failed(self, o: Originated, leg: Leg, status: int) -> None:
+        from .calls import _disposition
+
+        if leg is o.far and o.phone.answered is not None:
+            # The destination refused: take the phone's answer and hang up on it.
+            self._request(o.phone, "ACK")
+            self._request(o.phone, "BYE")
+        await self._end(o, _disposition(status, False))
+
+    async def in_dialog(self, req: SipMessage, source: Source) -> bool:
+        """BYE (or ACK) from either side of an originated call; False when not ours."""
+        o = self.by_call_id.get(req.call_id)
+        if o is None:
+            return False
+        if req.method == "BYE":
+            leg = o.phone if req.call_id == o.phone.call_id else o.far
+            await self.hangup(o, leg)
+        return True
+
+    async def hangup(self, o: Originated, from_leg: Leg | None) -> None:
+        """Ends the call: BYE to the leg(s) that did not hang up."""
+        for leg in (o.phone, o.far):
+            if leg is not from_leg and not leg.done and leg.answered is not None:
+                self._request(leg, "BYE")
+            leg.done = True
+        await self._end(o, Disposition.answered)
+
+    async def _end(self, o: Originated, disposition: Disposition) -> None:
+        await self.control._end(o.call, disposition)
+        for branch in [b for b, (x, _) in self.by_branch.items() if x is o]:
+            del self.by_branch[branch]
+        asyncio.get_running_loop().call_later(32, self._forget, o)
+
+    def _forget(self, o: Originated) -> None:
+        self.by_call_id.pop(o.phone.call_id, None)
+        self.by_call_id.pop(o.far.call_id, None)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
