@@ -20,7 +20,9 @@ from .conftest import SIPP_DIR, Phone, Provision, Sipp, free_port
 from .test_sip_behaviour import _sip
 
 
-def contract_app(tenant_id: uuid.UUID, *, max_seconds: int | None = None) -> FastAPI:
+def contract_app(
+    tenant_id: uuid.UUID, *, max_seconds: int | None = None, peer: uuid.UUID | None = None
+) -> FastAPI:
     """POST /v1/route and POST /v1/authorize as the contract describes them."""
     app = FastAPI()
     seen: dict[str, list[dict[str, Any]]] = {"route": [], "authorize": []}
@@ -45,6 +47,15 @@ def contract_app(tenant_id: uuid.UUID, *, max_seconds: int | None = None) -> Fas
                 "class": "internal",
                 "e164": "+39062022600",
                 "targets": [{"tenant_id": str(tenant_id), "extension": "102"}],
+            }
+        if digits == "1409" and peer is not None:
+            # Inter-company digit 1: Milan reaches Rome's 409 (a call of Milan's station).
+            return {
+                **base,
+                "action": "inter_company",
+                "class": "inter_company",
+                "e164": None,
+                "targets": [{"tenant_id": str(peer), "extension": "409"}],
             }
         if digits in rules:
             return {
@@ -401,3 +412,38 @@ async def test_click_to_dial_rings_the_phone_then_calls_the_destination(
         headers=headers,
     )
     assert bad.status_code == 422
+
+
+async def test_a_contact_that_never_answers_ends_as_408(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    callee = await provision(extension="102")
+    plug(harness, contract_app(caller.tenant_id))
+    harness.settings.sip_t1 = 0.05  # type: ignore[attr-defined]
+    # 102 registers a contact where nothing listens.
+    registered = await sipp("register_auth", [callee.row()])
+    assert registered.returncode == 0
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac_rejected", [caller_row(caller, "102")], extra=["-trace_msg"])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        [ended] = await probe.wait_for("call.ended")
+    trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+    assert "SIP/2.0 408 " in trace
+    assert ended.data.disposition == "no_answer"
+
+
+async def test_milan_407_dials_1409_and_reaches_rome_409(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    milan = await provision("rossi-milano", extension="407")
+    rome = await provision("rossi-roma", extension="409")
+    plug(harness, contract_app(milan.tenant_id, peer=rome.tenant_id))
+    phone = await uas(harness, sipp, rome, tmp_path)
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(milan, "1409")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(phone)
+        [ended] = await probe.wait_for("call.ended")
+    assert ended.data.call_class == "inter_company" and ended.data.disposition == "answered"
+    assert ended.tenant_id == milan.tenant_id and ended.data.extension == "407"

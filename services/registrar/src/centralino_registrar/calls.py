@@ -41,6 +41,7 @@ from .models import DialogRow
 from .originate import Originator
 from .registrar import Registrar, Reply
 from .sip.message import SipMessage, parse, parse_name_addr, parse_uri, parse_via
+from .sip.transaction import make_response
 from .sip.transport import SipTransport, Source
 
 log = logging.getLogger("centralino.registrar.calls")
@@ -283,17 +284,16 @@ class CallControl:
         for uri, destination in targets:
             self._fork(call, uri, destination)
         no_answer = call.rules.get("no_answer")
-        if no_answer and no_answer.get("after_seconds"):
-            call.ring_timer = asyncio.get_running_loop().call_later(
-                float(no_answer["after_seconds"]), self._ring_timeout, call
-            )
+        # Without a no-answer rule, Timer C still ends a call that rings for ever.
+        ring_for = float((no_answer or {}).get("after_seconds") or self.settings.sip_timer_c)
+        call.ring_timer = asyncio.get_running_loop().call_later(ring_for, self._ring_timeout, call)
         return None  # the final response comes from a branch
 
     def _ring_timeout(self, call: Call) -> None:
         """No answer in time: cancel the branches; their 487s lead to the no-answer rule."""
         if call.answer is not None or call.ended:
             return
-        call.pending_rule = "no_answer"
+        call.pending_rule = "no_answer" if call.rules.get("no_answer") else None
         call.timed_out = True
         for b in call.branches.values():
             self._cancel_branch(b)
@@ -359,8 +359,12 @@ class CallControl:
             return False
         call.forwarded_from = forwarded_from
         call.best = None
+        call.timed_out = False
         for uri, destination in targets:
             self._fork(call, uri, destination)
+        call.ring_timer = asyncio.get_running_loop().call_later(
+            self.settings.sip_timer_c, self._ring_timeout, call
+        )
         return True
 
     async def originate(self, *, tenant: Tenant, extension: str, destination: str) -> str:
@@ -485,13 +489,20 @@ class CallControl:
 
     async def _retransmit(self, b: Branch, data: bytes) -> None:
         """Timer A: resend the INVITE until anything comes back (RFC 3261 17.1.1.2)."""
-        interval = 0.5
+        interval = self.settings.sip_t1
         for _ in range(6):
             await asyncio.sleep(interval)
             if b.status:
                 return
             self._send_to(data, b.destination)
             interval *= 2
+        await asyncio.sleep(self.settings.sip_t1)
+        if not b.status:
+            # Timer B: nothing came back in 64*T1; the branch ends as a 408 (RFC 3261 16.8).
+            timeout = make_response(
+                b.request, 408, "Request Timeout", source_ip=self.host, source_port=self.port
+            )
+            await self.response(timeout, Source("udp", self.host, self.port))
 
     def cancel(self, req: SipMessage, source: Source) -> Reply:
         """CANCEL of a pending INVITE: 200 to it, CANCEL to every branch, 487 follows."""

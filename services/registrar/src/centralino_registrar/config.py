@@ -41,6 +41,10 @@ class Settings(ServiceSettings):
     rating_url: str = "http://127.0.0.1:8003"
     carrier_uri: str = "sip:127.0.0.1:5080"
     media_uri: str = ""
+    # T1, the retransmission base (Timer B = 64*T1 ends a silent branch as a 408).
+    sip_t1: float = 0.5
+    # Timer C (RFC 3261 16.6): how long a proxied INVITE may ring without an answer.
+    sip_timer_c: float = 180.0
 
     @property
     def sip_public_host(self) -> str:
