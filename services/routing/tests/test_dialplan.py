@@ -87,6 +87,7 @@ async def test_forwarding_to_a_mobile_needs_the_mobile_permission(
         "extension": None,
         "e164": "+393351234567",
         "after_seconds": 20,
+        "tenant_id": str(BELLAVISTA.tenant_id),
     }
     # The forwarded leg is placed and paid by 106 ...
     leg = await route(demo, **call, extension="100", forwarded_from="106", digits="+393351234567")
@@ -255,6 +256,10 @@ async def test_night_mode_after_hours_weekends_and_christmas(
             "timeout_seconds": 10,
         }
         assert night["tenant_id"] == str(ROSSI_ROMA.tenant_id)
+    # The registrar sends the called number as digits on a carrier leg: not menu input.
+    for called in ("39062022600", "+39062022600"):
+        carrier_leg = await route(demo, inbound_did=did, digits=called, at=EVENING)
+        assert carrier_leg["action"] == "ivr", called
     # 17:30 UTC is 18:30 in Rome: closed; 08:30 UTC is 09:30 in Rome: open.
     assert (await route(demo, inbound_did=did, at="2026-11-25T17:30:00Z"))["action"] == "ivr"
     assert (await route(demo, inbound_did=did, at="2026-11-25T08:30:00Z"))["action"] == "extension"
@@ -709,4 +714,39 @@ async def test_ivr_submenus_invalid_input_and_operator(demo: ServiceHarness, rou
         "pstn",
         "mobile",
         str(ROSSI_ROMA.tenant_id),
+    )
+
+
+async def test_failure_rules_of_a_linked_station_name_its_tenant(
+    demo: ServiceHarness, route: Any
+) -> None:
+    busy = await demo.client.put(
+        _url(ROSSI_ROMA, "/extensions/409/forwarding"),
+        json={
+            "busy": {"kind": "extension", "extension": "400"},
+            "no_answer": {"kind": "external", "e164": "+390612345678"},
+        },
+        headers=_admin(demo, ROSSI_ROMA),
+    )
+    assert busy.status_code == 200, busy.text
+    call = await route(
+        demo, tenant_id=str(ROSSI_MILANO.tenant_id), extension="407", digits="1409", at=WORKDAY
+    )
+    rules = call["failure_rules"]
+    assert rules["busy"]["extension"] == "400" and rules["busy"]["tenant_id"] == str(
+        ROSSI_ROMA.tenant_id
+    )
+    # The forwarded leg is Rome 409's, whoever called it.
+    leg = await route(
+        demo,
+        tenant_id=rules["no_answer"]["tenant_id"],
+        extension="407",
+        forwarded_from="409",
+        digits="+390612345678",
+        at=WORKDAY,
+    )
+    assert (leg["action"], leg["tenant_id"], leg["extension"]) == (
+        "pstn",
+        str(ROSSI_ROMA.tenant_id),
+        "409",
     )

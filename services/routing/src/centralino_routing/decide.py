@@ -80,6 +80,9 @@ class FailureRule(BaseModel):
     extension: str | None = None
     e164: str | None = None
     after_seconds: int | None = None
+    # Whose rule it is: the tenant to route the forwarded leg for (forwarded_from's tenant),
+    # not always the caller's (inter-company and on-net targets).
+    tenant_id: uuid.UUID | None = None
 
 
 class FailureRules(BaseModel):
@@ -139,6 +142,19 @@ def _reject(status: int, reason: str, call_class: CallClass, payer: _Payer | Non
         extension=payer.extension if payer else None,
         reject=Reject(status=status, reason=reason),
     )
+
+
+def _keyed_input(digits: str | None) -> str | None:
+    """What the caller keyed in a menu: one key, "#" + extension, or "t" (timeout).
+
+    Anything else (the called number itself, as a carrier leg carries it) is no input.
+    """
+    if not digits:
+        return None
+    keyed = clean(digits)
+    if len(keyed) == 1 or keyed.startswith("#") or keyed == TIMEOUT_INPUT:
+        return keyed
+    return None
 
 
 def _emergency_in_full(digits: str) -> bool:
@@ -273,7 +289,6 @@ class Router:
         payer = _Payer(owner.tenant_id, None)
         if not owner.active:
             return _reject(480, f"{e164} is temporarily unavailable", CallClass.internal, payer)
-        digits = clean(request.digits) if request.digits else None
         decision = self._to_target(
             owner,
             did.target_at(at),
@@ -282,7 +297,7 @@ class Router:
             CallClass.internal,
             payer,
             0,
-            digits,
+            _keyed_input(request.digits),
         )
         if decision.e164 is None:
             decision.e164 = e164
@@ -447,9 +462,9 @@ class Router:
             extension=payer.extension or station.number,
             targets=[RouteTarget(tenant_id=tenant.tenant_id, extension=station.number)],
             failure_rules=FailureRules(
-                busy=self._failure(station, station.busy),
-                no_answer=self._failure(station, station.no_answer),
-                unavailable=self._failure(station, station.unavailable),
+                busy=self._failure(tenant, station, station.busy),
+                no_answer=self._failure(tenant, station, station.no_answer),
+                unavailable=self._failure(tenant, station, station.unavailable),
             ),
         )
 
@@ -491,7 +506,9 @@ class Router:
             return True
         return station.enabled and call_class in station.allowed
 
-    def _failure(self, station: Station, rule: Rule | None) -> FailureRule | None:
+    def _failure(
+        self, tenant: TenantPlan, station: Station, rule: Rule | None
+    ) -> FailureRule | None:
         """A failure rule the registrar may follow; one the station may not place is left out."""
         if rule is None:
             return None
@@ -504,5 +521,9 @@ class Router:
         else:
             kind = rule.kind
         return FailureRule(
-            kind=kind, extension=rule.extension, e164=rule.e164, after_seconds=rule.after_seconds
+            kind=kind,
+            extension=rule.extension,
+            e164=rule.e164,
+            after_seconds=rule.after_seconds,
+            tenant_id=tenant.tenant_id,
         )
