@@ -750,3 +750,40 @@ async def test_failure_rules_of_a_linked_station_name_its_tenant(
         str(ROSSI_ROMA.tenant_id),
         "409",
     )
+
+
+async def test_patch_changes_only_what_is_given(demo: ServiceHarness) -> None:
+    headers = _admin(demo, BELLAVISTA)
+    patched = await demo.client.patch(
+        _url(BELLAVISTA, "/extensions/102/permissions"), json={"mobile": True}, headers=headers
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json() == {
+        "national_fixed": True,
+        "mobile": True,
+        "international": False,
+        "premium": False,
+        "toll_free": False,
+        "shared_cost": False,
+    }
+    first = await demo.client.patch(
+        _url(BELLAVISTA, "/extensions/102/forwarding"),
+        json={"busy": {"kind": "voicemail"}},
+        headers=headers,
+    )
+    assert first.json()["busy"]["extension"] == "102"
+    second = await demo.client.patch(
+        _url(BELLAVISTA, "/extensions/102/forwarding"),
+        json={"no_answer": {"kind": "external", "e164": "+393351234567", "after_seconds": 15}},
+        headers=headers,
+    )
+    assert second.json()["busy"]["kind"] == "voicemail"
+    assert second.json()["no_answer"]["after_seconds"] == 15
+    cleared = await demo.client.patch(
+        _url(BELLAVISTA, "/extensions/102/forwarding"), json={"busy": None}, headers=headers
+    )
+    assert cleared.json()["busy"] is None and cleared.json()["no_answer"] is not None
+    unknown = await demo.client.patch(
+        _url(BELLAVISTA, "/extensions/102/permissions"), json={"satellite": True}, headers=headers
+    )
+    _problem(unknown, 422, "Invalid request")

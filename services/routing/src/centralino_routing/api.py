@@ -31,6 +31,7 @@ from .models import (
     NumberPublic,
     NumberUpdate,
     Permissions,
+    PermissionsUpdate,
     ScheduleCreate,
     SchedulePublic,
 )
@@ -205,6 +206,46 @@ async def set_permissions(
     await session.commit()
     await keeper.refresh([tenant.tenant_id], why="write")
     return extension.permissions()
+
+
+@tenant_router.patch("/extensions/{number}/permissions", response_model=Permissions)
+async def update_permissions(
+    number: str,
+    data: PermissionsUpdate,
+    tenant: WritableTenant,
+    session: SessionDep,
+    outbox: OutboxDep,
+    keeper: KeeperDep,
+) -> Permissions:
+    current = (await store.get_extension(session, tenant=tenant, number=number)).permissions()
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
+    merged = current.model_copy(update=changes)
+    extension = await store.set_permissions(
+        session, outbox=outbox, tenant=tenant, number=number, data=merged
+    )
+    await session.commit()
+    await keeper.refresh([tenant.tenant_id], why="write")
+    return extension.permissions()
+
+
+@tenant_router.patch("/extensions/{number}/forwarding", response_model=Forwarding)
+async def update_forwarding(
+    number: str,
+    data: Forwarding,
+    tenant: WritableTenant,
+    session: SessionDep,
+    outbox: OutboxDep,
+    keeper: KeeperDep,
+) -> Forwarding:
+    """Changes only the conditions given (null clears one)."""
+    current = await store.get_forwarding(session, tenant=tenant, number=number)
+    merged = current.model_copy(update={k: getattr(data, k) for k in data.model_fields_set})
+    forwarding = await store.set_forwarding(
+        session, outbox=outbox, tenant=tenant, number=number, data=merged
+    )
+    await session.commit()
+    await keeper.refresh([tenant.tenant_id], why="write")
+    return forwarding
 
 
 @tenant_router.get("/extensions/{number}/forwarding", response_model=Forwarding)

@@ -78,6 +78,19 @@ class Permissions(BaseModel):
         return frozenset(c for c in PERMISSION_CLASSES if getattr(self, c.value))
 
 
+class PermissionsUpdate(BaseModel):
+    """Some classes changed, the rest kept (PATCH)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    national_fixed: bool | None = None
+    mobile: bool | None = None
+    international: bool | None = None
+    premium: bool | None = None
+    toll_free: bool | None = None
+    shared_cost: bool | None = None
+
+
 # -- extensions -------------------------------------------------------------
 
 
