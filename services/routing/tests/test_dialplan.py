@@ -783,6 +783,10 @@ async def test_patch_changes_only_what_is_given(demo: ServiceHarness) -> None:
         _url(BELLAVISTA, "/extensions/102/forwarding"), json={"busy": None}, headers=headers
     )
     assert cleared.json()["busy"] is None and cleared.json()["no_answer"] is not None
+    gone = await demo.client.delete(_url(BELLAVISTA, "/extensions/102/forwarding"), headers=headers)
+    assert gone.status_code == 204
+    empty = await demo.client.get(_url(BELLAVISTA, "/extensions/102/forwarding"), headers=headers)
+    assert set(empty.json().values()) == {None}
     unknown = await demo.client.patch(
         _url(BELLAVISTA, "/extensions/102/permissions"), json={"satellite": True}, headers=headers
     )

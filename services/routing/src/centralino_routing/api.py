@@ -248,6 +248,19 @@ async def update_forwarding(
     return forwarding
 
 
+@tenant_router.delete("/extensions/{number}/forwarding", status_code=204)
+async def clear_forwarding(
+    number: str, tenant: WritableTenant, session: SessionDep, outbox: OutboxDep, keeper: KeeperDep
+) -> Response:
+    """Removes every forwarding rule of the extension."""
+    await store.set_forwarding(
+        session, outbox=outbox, tenant=tenant, number=number, data=Forwarding()
+    )
+    await session.commit()
+    await keeper.refresh([tenant.tenant_id], why="write")
+    return Response(status_code=204)
+
+
 @tenant_router.get("/extensions/{number}/forwarding", response_model=Forwarding)
 async def get_forwarding(number: str, tenant: TenantDep, session: SessionDep) -> Forwarding:
     return await store.get_forwarding(session, tenant=tenant, number=number)
