@@ -28,6 +28,7 @@ from .models import (
     CertificateCreate,
     CertificatePublic,
     CertificateRenew,
+    KeyAlgorithm,
     TlsWrap,
     VpnEndpoint,
     VpnEndpointUpdate,
@@ -37,6 +38,8 @@ from .openvpn import ClientMaterial, Endpoint, new_tls_crypt_key, server_config
 from .vault import KeyVault
 
 log = logging.getLogger("centralino.vpn_ca")
+
+KEY_ALGORITHMS = tuple(a.value for a in KeyAlgorithm)
 
 
 @dataclass(frozen=True)
@@ -568,8 +571,9 @@ async def renew_certificate(
         kind="device",
         common_name=certificate.common_name,
         days=request.validity_days or ctx.settings.device_validity_days,
+        # A new key of the same kind (a CSR-born key of another kind keeps its public key).
         key_algorithm=certificate.key_algorithm
-        if certificate.key_algorithm in ("ecdsa-p256", "rsa-2048", "rsa-3072")
+        if certificate.key_algorithm in KEY_ALGORITHMS
         else None,
         public_key=public_key,
         device_id=certificate.device_id,
