@@ -269,3 +269,51 @@ async def test_route_request_needs_a_caller_or_a_did(demo: ServiceHarness) -> No
         response = await demo.client.post("/v1/route", json=body, headers=headers)
         assert response.status_code == 422, body
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_any_dial_string_gets_an_answer(demo: ServiceHarness, keeper: Any) -> None:
+    """Random dial strings never raise: each is routed or rejected with a SIP status."""
+    import random
+
+    from centralino_routing.decide import RouteRequest
+
+    router = keeper(demo).router
+    rng = random.Random(4242)
+    alphabet = "0123456789" * 4 + "+#*- ()abc"
+    tenants = [HOTEL, ROMA, MILANO]
+    extensions = {
+        HOTEL: ["100", "101", "106", "999"],
+        ROMA: ["400", "409", "410"],
+        MILANO: ["407", "408"],
+    }
+    for _ in range(3000):
+        length = rng.randrange(0, 18)
+        dialled = "".join(rng.choice(alphabet) for _ in range(length))
+        if rng.random() < 0.2:
+            body: dict[str, Any] = {
+                "inbound_did": dialled or "+",
+                "digits": rng.choice(["", "1", "#409", "t", dialled]),
+            }
+        else:
+            tenant = rng.choice(tenants)
+            body = {
+                "tenant_id": str(tenant.tenant_id),
+                "extension": rng.choice(extensions[tenant]),
+                "digits": dialled,
+            }
+            if rng.random() < 0.1:
+                body["forwarded_from"] = rng.choice(extensions[tenant])
+        decision = router.decide(RouteRequest.model_validate(body)).body()
+        assert decision["action"] in {
+            "extension",
+            "inter_company",
+            "on_net",
+            "pstn",
+            "ivr",
+            "voicemail",
+            "reject",
+        }
+        if decision["action"] == "reject":
+            assert decision["reject"]["status"] in {403, 404, 480, 482, 484}, (body, decision)
+        if decision["action"] == "pstn":
+            assert decision["e164"].startswith("+"), (body, decision)
