@@ -90,6 +90,8 @@ async def authorize(
     if existing is not None:
         if existing.tenant_id != tenant_id or existing.settled_at is not None:
             return Authorization(False, None, "call id already used")
+        if existing.expires_at <= now:
+            return Authorization(False, None, "authorization expired")
         return Authorization(True, existing.max_seconds)
 
     held_amount, held_bundle = await held(session, tenant_id=tenant_id, now=now)

@@ -75,7 +75,7 @@ class DeckImportError(Exception):
 
 @dataclass
 class ImportProgress:
-    """How far an import in this process has read (GET /v1/rate-decks/{id} shows it)."""
+    """How far an import in this process has read (GET /v1/rate-decks/imports shows it)."""
 
     rows_read: int = 0
     started: float = field(default_factory=time.monotonic)
