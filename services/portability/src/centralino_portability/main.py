@@ -13,6 +13,7 @@ from centralino_proto.service import ServiceRuntime, create_service_app
 from centralino_proto.web import Problem
 from fastapi import FastAPI, Request, Response
 
+from . import tenant_numbers
 from .api import router
 from .config import Settings
 from .donors import DonorAdapter, SimulatedDonor, run_sync_loop
@@ -65,6 +66,7 @@ def create_app(
         migrations_dir=MIGRATIONS,
         routers=[router],
         description="Number port-in requests under the Italian migration rules, their timeline, attachments and consent documents, donor-operator adapters, the business calendar.",
+        subscribe=tenant_numbers.subscribe,
         on_start=on_start,
         on_stop=on_stop,
         verifier=verifier,

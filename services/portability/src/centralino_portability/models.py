@@ -112,7 +112,10 @@ class PortRequestBase(BaseModel):
     temporary_number: str | None = Field(
         default=None,
         max_length=32,
-        description="the geographic number the tenant got at activation (it shows the district)",
+        description=(
+            "the geographic number the tenant got at activation (it shows the district); "
+            "when omitted, one of the tenant's numbers in the district of the ported one"
+        ),
     )
     donor_operator: Text | None = Field(default=None, max_length=100)
 
@@ -208,6 +211,16 @@ class PortRequestPublic(BaseModel):
     state_changed_at: datetime
     created_at: datetime
     updated_at: datetime
+
+
+class TenantNumber(Model, table=True):
+    """A DID routing gave a tenant (from number.assigned): where its district shows."""
+
+    __tablename__ = "tenant_number"
+
+    e164: str = SQLField(max_length=20, primary_key=True)
+    tenant_id: uuid.UUID = SQLField(index=True)
+    area_code: str | None = SQLField(default=None, max_length=5)
 
 
 # -- timeline ------------------------------------------------------------------

@@ -36,6 +36,7 @@ from .models import (
     TimelineKind,
 )
 from .numbers import NumberProblem, parse, parse_root
+from .tenant_numbers import number_in_district
 
 Clock = Callable[[], datetime]
 
@@ -205,6 +206,12 @@ async def check_request(
         for e164 in e164s:
             area = parse(e164).area_code
             if area is not None:
+                if temporary is None:
+                    # The tenant's own number in that district, if routing gave it one.
+                    temporary = await number_in_district(
+                        session=session, tenant_id=tenant_id, area_code=area
+                    )
+                    temporary_area = area if temporary else None
                 if temporary is None:
                     raise _invalid(
                         f"{e164} is geographic: temporary_number (the tenant's number in the "
