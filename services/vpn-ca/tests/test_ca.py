@@ -533,3 +533,19 @@ async def test_the_vpn_server_certificate_is_renewed(harness: ServiceHarness) ->
         await harness.client.get("/v1/tenants/bellavista/certificates?kind=server", headers=admin)
     ).json()
     assert len(servers) == 2 and all(s["status"] == "valid" for s in servers)
+
+
+async def test_listing_pages_and_filters(harness: ServiceHarness) -> None:
+    _, headers = await make_ca(harness, "bellavista")
+    url = "/v1/tenants/bellavista/certificates"
+    ids = [
+        (await harness.client.post(url, json={"extension": f"10{i}"}, headers=headers)).json()["id"]
+        for i in range(3)
+    ]
+    await harness.client.post(f"{url}/{ids[0]}/revoke", json={}, headers=headers)
+    first = (await harness.client.get(f"{url}?kind=device&limit=2", headers=headers)).json()
+    rest = (await harness.client.get(f"{url}?kind=device&limit=2&offset=2", headers=headers)).json()
+    assert [c["id"] for c in first + rest] == ids[::-1]
+    valid = (await harness.client.get(f"{url}?kind=device&status=valid", headers=headers)).json()
+    assert {c["id"] for c in valid} == set(ids[1:])
+    assert (await harness.client.get(f"{url}?limit=0", headers=headers)).status_code == 422

@@ -13,13 +13,11 @@ from centralino_proto.web import ClaimsDep, Problem, SessionDep
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import load_pem_x509_crl
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlmodel import select
 
 from . import ca as domain
 from . import provisioning
 from .bundles import IncompatibleModel, build_bundle, phone_models
 from .models import (
-    Certificate,
     CertificateAuthorityCreate,
     CertificateAuthorityPublic,
     CertificateAuthorityUpdate,
@@ -208,16 +206,20 @@ async def list_certificates(
     device_id: uuid.UUID | None = None,
     kind: CertificateKind | None = None,
     status: CertificateStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[CertificatePublic]:
-    """The tenant's certificates, newest first."""
-    statement = select(Certificate).where(Certificate.tenant_id == tenant.tenant_id)
-    if device_id:
-        statement = statement.where(Certificate.device_id == device_id)
-    if kind:
-        statement = statement.where(Certificate.kind == kind.value)
-    rows = await session.execute(statement.order_by(Certificate.created_at.desc()))  # type: ignore[attr-defined]
-    found = [domain.certificate_public(c) for c in rows.scalars()]
-    return [c for c in found if status is None or c.status is status]
+    """The tenant's certificates, newest first, a page at a time."""
+    rows = await domain.list_certificates(
+        session=session,
+        tenant_id=tenant.tenant_id,
+        device_id=device_id,
+        kind=kind,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
+    return [domain.certificate_public(c) for c in rows]
 
 
 @tenant_router.post("/certificates", status_code=201, response_model=CertificatePublic)

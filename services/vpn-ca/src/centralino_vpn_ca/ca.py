@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
+from sqlmodel import col, select
 
 from . import pki
 from .config import Settings
@@ -26,8 +26,10 @@ from .models import (
     CertificateAuthority,
     CertificateAuthorityPublic,
     CertificateCreate,
+    CertificateKind,
     CertificatePublic,
     CertificateRenew,
+    CertificateStatus,
     KeyAlgorithm,
     TlsWrap,
     VpnEndpoint,
@@ -524,6 +526,34 @@ async def issue_certificate(
         device_id=request.device_id,
         extension=request.extension,
     )
+
+
+async def list_certificates(
+    *,
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    device_id: uuid.UUID | None,
+    kind: CertificateKind | None,
+    status: CertificateStatus | None,
+    limit: int,
+    offset: int,
+) -> list[Certificate]:
+    """A page of the tenant's certificates, newest first."""
+    statement = select(Certificate).where(Certificate.tenant_id == tenant_id)
+    if device_id:
+        statement = statement.where(Certificate.device_id == device_id)
+    if kind:
+        statement = statement.where(Certificate.kind == kind.value)
+    now = _now()
+    revoked_at, not_after = col(Certificate.revoked_at), col(Certificate.not_after)
+    if status is CertificateStatus.revoked:
+        statement = statement.where(revoked_at.is_not(None))
+    elif status is CertificateStatus.expired:
+        statement = statement.where(revoked_at.is_(None), not_after <= now)
+    elif status is CertificateStatus.valid:
+        statement = statement.where(revoked_at.is_(None), not_after > now)
+    statement = statement.order_by(col(Certificate.created_at).desc(), col(Certificate.id))
+    return list((await session.execute(statement.limit(limit).offset(offset))).scalars())
 
 
 async def get_certificate(
