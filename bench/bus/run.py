@@ -14,13 +14,12 @@ import uuid
 from typing import Any
 
 import aio_pika
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from centralino_proto.bus import Consumer, Outbox, OutboxRelay
 from centralino_proto.db import make_engine, make_sessionmaker, plumbing_metadata
 from centralino_proto.events import Envelope, UserDeleted
 from centralino_proto.testing import AMQP_URL, delete_bus, fresh_database, test_bus_names
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def through_outbox(events: int, producers: int) -> float:
@@ -32,15 +31,20 @@ async def through_outbox(events: int, producers: int) -> float:
     names = test_bus_names()
     sessions = make_sessionmaker(engine)
     consumer = Consumer(
-        sessionmaker=sessions, amqp_url=AMQP_URL, exchange=names["bus_exchange"],
-        queue_prefix=names["bus_queue_prefix"], prefetch=256,
+        sessionmaker=sessions,
+        amqp_url=AMQP_URL,
+        exchange=names["bus_exchange"],
+        queue_prefix=names["bus_queue_prefix"],
+        prefetch=256,
     )
 
     async def apply(session: AsyncSession, envelope: Envelope[Any]) -> None:
         await session.execute(text("INSERT INTO effects VALUES (:id)"), {"id": envelope.id})
 
     consumer.subscribe(UserDeleted, apply)
-    relay = OutboxRelay(engine=engine, database_url=url, amqp_url=AMQP_URL, exchange=names["bus_exchange"])
+    relay = OutboxRelay(
+        engine=engine, database_url=url, amqp_url=AMQP_URL, exchange=names["bus_exchange"]
+    )
     await consumer.start()
     await consumer.wait_started()
     await relay.start()
@@ -49,7 +53,9 @@ async def through_outbox(events: int, producers: int) -> float:
     async def produce(n: int) -> None:
         for _ in range(n):  # one event per business transaction, as a service writes them
             async with sessions() as session, session.begin():
-                await outbox.add(session, UserDeleted(user_id=uuid.uuid4(), tenant_id=None), tenant_id=None)
+                await outbox.add(
+                    session, UserDeleted(user_id=uuid.uuid4(), tenant_id=None), tenant_id=None
+                )
 
     started = time.perf_counter()
     share = [events // producers + (1 if i < events % producers else 0) for i in range(producers)]
@@ -73,8 +79,12 @@ async def straight(events: int, producers: int) -> float:
     publish_channel = await connection.channel(publisher_confirms=True)
     consume_channel = await connection.channel()
     await consume_channel.set_qos(prefetch_count=256)
-    exchange = await publish_channel.declare_exchange(names["bus_exchange"], aio_pika.ExchangeType.TOPIC, durable=True)
-    queue = await consume_channel.declare_queue(f"{names['bus_queue_prefix']}.straight", durable=True)
+    exchange = await publish_channel.declare_exchange(
+        names["bus_exchange"], aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await consume_channel.declare_queue(
+        f"{names['bus_queue_prefix']}.straight", durable=True
+    )
     await queue.bind(names["bus_exchange"], routing_key="user.deleted")
     received = 0
     done = asyncio.Event()
@@ -90,10 +100,15 @@ async def straight(events: int, producers: int) -> float:
 
     async def produce(n: int) -> None:
         for _ in range(n):
-            envelope = Envelope.wrap(UserDeleted(user_id=uuid.uuid4(), tenant_id=None), producer="bench", tenant_id=None)
+            envelope = Envelope.wrap(
+                UserDeleted(user_id=uuid.uuid4(), tenant_id=None), producer="bench", tenant_id=None
+            )
             await exchange.publish(
-                aio_pika.Message(envelope.model_dump_json().encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                 type="user.deleted"),
+                aio_pika.Message(
+                    envelope.model_dump_json().encode(),
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    type="user.deleted",
+                ),
                 routing_key="user.deleted",
             )
 
@@ -115,8 +130,12 @@ async def main() -> None:
     outboxed = await through_outbox(args.events, args.producers)
     baseline = await straight(args.events, args.producers)
     print(f"bus: {args.events} events, {args.producers} concurrent producers")
-    print(f"  outbox -> relay -> RabbitMQ -> idempotent consumer (effects committed): {outboxed:,.0f} events/s")
-    print(f"  straight aio-pika publish (confirms) -> consumer ack:                  {baseline:,.0f} events/s")
+    print(
+        f"  outbox -> relay -> RabbitMQ -> idempotent consumer (effects committed): {outboxed:,.0f} events/s"
+    )
+    print(
+        f"  straight aio-pika publish (confirms) -> consumer ack:                  {baseline:,.0f} events/s"
+    )
     print(f"  ratio outbox/straight: {outboxed / baseline:.2f}")
 
 
