@@ -80,6 +80,16 @@ async def test_donor_walks_the_procedure_to_port_completed(
     timeline = (
         await portal.client.get(f"{portal.base}/{rid}/timeline", headers=portal.headers)
     ).json()
+    steps = [e for e in timeline if e["kind"] == "transition"]
+    assert [e["expected_completion"] for e in steps] == [
+        "2026-10-05",
+        None,
+        None,
+        "2026-10-05",
+        None,
+        None,
+    ]
+    assert changes[3].data.expected_closure == date(2026, 10, 6)
     actors = [e["actor"] for e in timeline if e["kind"] == "transition"]
     assert actors == ["tenant_admin:test-user"] + ["donor:simulated"] * 5
     assert (await portal.get(rid))["state"] == "closed"

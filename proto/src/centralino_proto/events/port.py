@@ -32,6 +32,8 @@ class PortStateChanged(Event):
     # The donor's reason code when to_state is "rejected".
     reason: str | None = None
     expected_completion: date | None = None
+    # When the procedure is expected to be closed (the day after completion, by default).
+    expected_closure: date | None = None
     at: datetime
 
 

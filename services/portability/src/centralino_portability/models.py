@@ -251,6 +251,8 @@ class TimelineEntry(Model, table=True):
     from_state: str | None = SQLField(default=None, max_length=20)
     to_state: str | None = SQLField(default=None, max_length=20)
     reason: str | None = SQLField(default=None, max_length=40)
+    # The date the step announced (submission, scheduling, reschedule).
+    expected_completion: date | None = None
     comment: str | None = None
     public: bool = True
 
@@ -262,6 +264,7 @@ class TimelineEntryPublic(BaseModel):
     from_state: PortState | None
     to_state: PortState | None
     reason: RejectReason | None
+    expected_completion: date | None
     comment: str | None
     public: bool
 

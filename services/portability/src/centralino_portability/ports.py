@@ -57,6 +57,8 @@ TRANSITIONS: dict[PortState, frozenset[PortState]] = {
 FINISHED = frozenset({S.completed, S.closed, S.cancelled})
 EDITABLE = frozenset({S.draft, S.rejected})
 MAX_SCHEDULE_DAYS = 366
+# The steps that announce an expected completion date.
+ANNOUNCING = frozenset({S.submitted, S.scheduled})
 # The operator's back office (or a service acting for it) talks to the donor.
 BACK_OFFICE = frozenset({Role.operator, Role.service})
 # Who may read private timeline entries and write private comments.
@@ -584,6 +586,7 @@ async def transition(
         from_state=current,
         to_state=to,
         reason=reason,
+        expected_completion=request.expected_completion if to in ANNOUNCING else None,
         comment=comment,
         public=public,
     )
@@ -600,6 +603,7 @@ async def transition(
             comment=comment if public else None,
             reason=reason,
             expected_completion=request.expected_completion,
+            expected_closure=request.expected_closure,
             at=now,
         ),
         tenant_id=request.tenant_id,
