@@ -92,14 +92,20 @@ async def test_signed_deliveries_reach_a_receiver_that_was_down(harness: Service
         )
         assert r.status_code == 201
 
-        async def failed_attempts() -> int:
+        async def retried_while_down() -> bool:
             r = await c.get(
-                f"/v1/tenants/acme/webhooks/{acme_hook['id']}/attempts?success=false",
+                f"/v1/tenants/acme/webhooks/{acme_hook['id']}/attempts?success=false&limit=500",
                 headers=w.admin_a,
             )
-            return int(r.json()["total"]) >= 4
+            failed = r.json()["items"]
+            # Every event tried, and at least one retried after a backoff.
+            return len({a["event_id"] for a in failed}) >= 4 and any(
+                a["attempt"] >= 2 for a in failed
+            )
 
-        await until(failed_attempts, timeout=30, message="failed attempts while down")
+        await until(
+            retried_while_down, timeout=30, message="failed attempts and retries while down"
+        )
 
         async with serve(acme_rx.app(), port=acme_port, lifespan="off"):
             await until(
@@ -187,6 +193,24 @@ async def test_failing_endpoint_is_disabled_then_reenabled_and_catches_up(
 
         await until(both_delivered, timeout=30, message="caught up after re-enabling")
         rx.verified(hook["secret"])
+
+        # Secret rotation: for a while each delivery is signed with the new and the old secret.
+        r = await c.post(f"/v1/tenants/acme/webhooks/{hook['id']}/rotate-secret", headers=w.admin_a)
+        assert r.status_code == 200, r.text
+        new_secret = r.json()["secret"]
+        assert new_secret != hook["secret"]
+        seen = len(rx.received)
+        r = await c.post(
+            "/v1/tenants/acme/users",
+            json={"email": "c@acme.test", "password": "c-password"},
+            headers=w.admin_a,
+        )
+        assert r.status_code == 201
+        await until(lambda: len(rx.received) > seen, timeout=30, message="delivery after rotation")
+        headers, body = rx.received[-1]
+        assert len(headers["webhook-signature"].split(" ")) == 2
+        for secret in (new_secret, hook["secret"]):
+            assert Webhook(secret).verify(body, headers)["data"]["email"] == "c@acme.test"
 
 
 async def test_webhook_urls_and_event_types_are_validated(harness: ServiceHarness) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from centralino_proto.auth import Claims, Role
@@ -650,6 +651,37 @@ async def delete_webhook(
     await webhooks.delete_subscription(session=session, sub=sub)
     await session.commit()
     return Response(status_code=204)
+
+
+class WebhookSecret(BaseModel):
+    secret: str
+    previous_valid_until: datetime
+
+
+@router.post(
+    "/tenants/{tenant}/webhooks/{webhook_id}/rotate-secret",
+    response_model=WebhookSecret,
+    tags=["webhooks"],
+)
+async def rotate_webhook_secret(
+    tenant: TenantDep,
+    webhook_id: uuid.UUID,
+    request: Request,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> Any:
+    """A new signing secret, shown once; deliveries carry both signatures until the old one lapses."""
+    require_manager(principal, "webhooks")
+    sub = await webhooks.get_subscription(
+        session=session, tenant=tenant, subscription_id=webhook_id
+    )
+    overlap = timedelta(seconds=settings_of(request).webhook_secret_overlap_seconds)
+    secret = await webhooks.rotate_secret(
+        session=session, sealer=_sealer(request), sub=sub, overlap=overlap
+    )
+    until = sub.previous_secret_until
+    await session.commit()
+    return {"secret": secret, "previous_valid_until": until}
 
 
 @router.get(

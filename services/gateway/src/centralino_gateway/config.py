@@ -58,6 +58,8 @@ class Settings(ServiceSettings):
     # A subscription whose deliveries fail this many times in a row is disabled.
     webhook_disable_after_failures: int = 50
     webhook_poll_seconds: float = 1.0
+    # How long the old secret still signs after a rotation.
+    webhook_secret_overlap_seconds: int = 24 * 3600
     webhook_concurrency: int = 16
 
     @model_validator(mode="after")

@@ -326,6 +326,11 @@ class WebhookSubscription(WebhookBase, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = Field(foreign_key="tenant.id", index=True)
     secret_enc: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # After a rotation the old secret also signs for a while, so receivers can switch over.
+    previous_secret_enc: bytes | None = Field(
+        default=None, sa_column=Column(LargeBinary, nullable=True)
+    )
+    previous_secret_until: datetime | None = _ts(nullable=True)
     active: bool = True
     disabled_reason: str | None = Field(default=None, max_length=500)
     consecutive_failures: int = 0

@@ -52,10 +52,37 @@ def new_secret() -> str:
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The webhook-signature header value: "v1,<base64 HMAC-SHA256 of id.timestamp.body>"."""
+    """One signature: "v1,<base64 HMAC-SHA256 of id.timestamp.body>"."""
     key = base64.b64decode(secret.removeprefix(SECRET_PREFIX))
     signed = f"{msg_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def signatures(
+    sealer: Sealer, sub: WebhookSubscription, msg_id: str, timestamp: int, body: bytes
+) -> str:
+    """The webhook-signature header: the current secret's, and the previous one's while it lasts."""
+    secrets_ = [sealer.open(sub.secret_enc, context=sub.id.bytes).decode()]
+    if (
+        sub.previous_secret_enc is not None
+        and sub.previous_secret_until is not None
+        and sub.previous_secret_until > utcnow()
+    ):
+        secrets_.append(sealer.open(sub.previous_secret_enc, context=sub.id.bytes).decode())
+    return " ".join(sign(s, msg_id, timestamp, body) for s in secrets_)
+
+
+async def rotate_secret(
+    *, session: AsyncSession, sealer: Sealer, sub: WebhookSubscription, overlap: timedelta
+) -> str:
+    """A new signing secret (returned once); the old one keeps signing for `overlap`."""
+    secret = new_secret()
+    sub.previous_secret_enc = sub.secret_enc
+    sub.previous_secret_until = utcnow() + overlap
+    sub.secret_enc = sealer.seal(secret.encode(), context=sub.id.bytes)
+    sub.updated_at = utcnow()
+    await session.flush()
+    return secret
 
 
 # -- URL policy ----------------------------------------------------------------------
@@ -360,7 +387,6 @@ class Deliverer:
 
     async def _send(self, delivery: WebhookDelivery, sub: WebhookSubscription) -> WebhookAttempt:
         assert self._client is not None
-        secret = self._sealer.open(sub.secret_enc, context=sub.id.bytes).decode()
         body = json.dumps(delivery.envelope, separators=(",", ":")).encode()
         msg_id = str(delivery.event_id)
         timestamp = int(time.time())
@@ -369,7 +395,7 @@ class Deliverer:
             "user-agent": "Centralino-Webhooks/1",
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, msg_id, timestamp, body),
+            "webhook-signature": signatures(self._sealer, sub, msg_id, timestamp, body),
         }
         started = time.perf_counter()
         status: int | None = None
