@@ -216,3 +216,17 @@ def test_placeholder_kek_refused_in_production() -> None:
         environment="production", key_encryption_key="k" * 40, service_client_secret="s" * 40
     )
     assert ok.allowed_webhook_hosts() == frozenset()
+
+
+async def test_one_client_guessing_many_accounts_is_slowed_down(harness: ServiceHarness) -> None:
+    await seed(harness.runtime)
+    harness.runtime.settings.login_max_failures_per_client = 4  # type: ignore[attr-defined]
+    for name in ("a", "b", "c", "d"):
+        r = await harness.client.post(
+            "/v1/auth/token", json={"username": f"{name}@nowhere.test", "password": "guess"}
+        )
+        assert r.status_code == 401
+    r = await harness.client.post(
+        "/v1/auth/token", json={"username": "admin@centralino.test", "password": "admin"}
+    )
+    assert r.status_code == 429

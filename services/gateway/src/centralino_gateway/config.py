@@ -32,8 +32,10 @@ class Settings(ServiceSettings):
     password_hash_time_cost: int = 3
     password_hash_memory_kib: int = 65536
 
-    # Failed logins per username (and per client address) before 429.
+    # Failed logins per username, and per client address, before 429. The address limit
+    # is looser: an office NAT (or a proxy without X-Forwarded-For) is many people.
     login_max_failures: int = 5
+    login_max_failures_per_client: int = 50
     login_window_seconds: int = 300
 
     # Tenants get the SIP realm "<slug>.<sip_realm_domain>".

@@ -8,7 +8,7 @@ from typing import Any
 
 from centralino_proto.auth import InvalidToken, Role
 from centralino_proto.web import Problem
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -39,33 +39,33 @@ def _grant_error(error: str, detail: str, status: int = 401) -> Problem:
     return Problem(status, "Authentication failed", detail, error=error, headers=headers)
 
 
+async def _failures(session: AsyncSession, since: datetime, column: Any, value: str) -> int:
+    return (
+        await session.scalar(
+            select(func.count())
+            .select_from(LoginFailure)
+            .where(col(LoginFailure.at) > since, column == value)
+        )
+    ) or 0
+
+
 async def _check_rate(
     session: AsyncSession, settings: Settings, username: str, client: str
 ) -> None:
     since = utcnow() - timedelta(seconds=settings.login_window_seconds)
-    failures = await session.scalar(
-        select(func.count())
-        .select_from(LoginFailure)
-        .where(col(LoginFailure.at) > since)
-        .where(or_(col(LoginFailure.username) == username, col(LoginFailure.client) == client))
-    )
-    # The client limit is looser: several people may share one office NAT.
-    if (failures or 0) >= settings.login_max_failures:
-        by_user = await session.scalar(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(col(LoginFailure.at) > since, col(LoginFailure.username) == username)
+    by_user = await _failures(session, since, col(LoginFailure.username), username)
+    by_client = await _failures(session, since, col(LoginFailure.client), client)
+    if (
+        by_user >= settings.login_max_failures
+        or by_client >= settings.login_max_failures_per_client
+    ):
+        raise Problem(
+            429,
+            "Too many failed logins",
+            f"try again in {settings.login_window_seconds} seconds",
+            error="slow_down",
+            headers={"Retry-After": str(settings.login_window_seconds)},
         )
-        if (by_user or 0) >= settings.login_max_failures or (
-            failures or 0
-        ) >= 4 * settings.login_max_failures:
-            raise Problem(
-                429,
-                "Too many failed logins",
-                f"try again in {settings.login_window_seconds} seconds",
-                error="slow_down",
-                headers={"Retry-After": str(settings.login_window_seconds)},
-            )
 
 
 async def record_failure(*, session: AsyncSession, username: str, client: str) -> None:
