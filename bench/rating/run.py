@@ -227,9 +227,12 @@ async def main(prefixes: int, cdrs: int, baseline_cdrs: int) -> None:
 
             dialled = numbers(rng, 200_000)
             at = utcnow().timestamp()
-            started = time.perf_counter()
-            found = sum(1 for n in dialled if index.find_row(n, at)[1] >= 0)
-            lpm_rate = len(dialled) / (time.perf_counter() - started)
+            # Best of three passes: the machine is shared, the index is not.
+            lpm_rate = 0.0
+            for _ in range(3):
+                started = time.perf_counter()
+                found = sum(1 for n in dialled if index.find_row(n, at)[1] >= 0)
+                lpm_rate = max(lpm_rate, len(dialled) / (time.perf_counter() - started))
             sample = dialled[:40]
             async with runtime.sessionmaker() as session:
                 await session.execute(text("ANALYZE rate"))
