@@ -3,6 +3,7 @@
 import asyncio
 import io
 import itertools
+import uuid
 from typing import Any
 
 from centralino_portability import calendar
@@ -629,3 +630,31 @@ async def test_concurrent_requests_for_one_number(portal: Portal) -> None:
         if r.status_code == 409
     )
     assert len((await portal.client.get(portal.base, headers=portal.headers)).json()) == 1
+
+
+async def test_back_office_queue_across_tenants(
+    portal: Portal, harness: ServiceHarness, clock: FakeClock
+) -> None:
+    reseller_id = uuid.uuid4()
+    other = await harness.add_tenant("bellavista", reseller_id=reseller_id)
+    other_admin = harness.mint.headers("tenant_admin", tenant_id=other.tenant_id)
+    mine = await portal.create()
+    assert (await portal.sign(mine["id"])).status_code == 200
+    clock.advance(minutes=1)
+    number, national = rome(900)
+    theirs = await portal.client.post(
+        "/v1/tenants/bellavista/port-requests",
+        json=portal.single(numbers=[{"number": number, "migration_code": code_for(national)}]),
+        headers=other_admin,
+    )
+    assert theirs.status_code == 201
+    queue = await portal.client.get("/v1/port-requests", headers=portal.operator)
+    assert [r["id"] for r in queue.json()] == [mine["id"], theirs.json()["id"]]
+    submitted = await portal.client.get(
+        "/v1/port-requests", params={"state": "submitted"}, headers=portal.operator
+    )
+    assert [r["id"] for r in submitted.json()] == [mine["id"]]
+    reseller = harness.mint.headers("reseller", reseller_id=reseller_id)
+    own = await portal.client.get("/v1/port-requests", headers=reseller)
+    assert [r["id"] for r in own.json()] == [theirs.json()["id"]]
+    assert (await portal.client.get("/v1/port-requests", headers=portal.headers)).status_code == 403

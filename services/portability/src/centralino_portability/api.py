@@ -124,6 +124,19 @@ async def holidays_of(
 
 # -- port requests ---------------------------------------------------------------
 
+
+@router.get("/port-requests", tags=["port requests"])
+async def back_office_queue(
+    claims: ClaimsDep,
+    session: SessionDep,
+    state: PortState | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[PortRequestPublic]:
+    """The back office's queue: requests across tenants (operator, service; a reseller: its own)."""
+    found = await ports.back_office_queue(session=session, claims=claims, state=state, limit=limit)
+    return [await ports.to_public(session=session, request=r) for r in found]
+
+
 REQUESTS = "/tenants/{tenant}/port-requests"
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from centralino_proto.auth import Claims, Role
 from centralino_proto.bus import Outbox
+from centralino_proto.db import tenant_directory
 from centralino_proto.events import PortCompleted, PortRequested, PortStateChanged
 from centralino_proto.web import Problem
 from sqlalchemy import select
@@ -448,6 +449,23 @@ async def list_requests(
     return list(
         (await session.execute(query.order_by(col(PortRequest.created_at).desc()))).scalars()
     )
+
+
+async def back_office_queue(
+    *, session: AsyncSession, claims: Claims, state: PortState | None, limit: int
+) -> list[PortRequest]:
+    """Port requests across the tenants the bearer may see, oldest change first."""
+    query = select(PortRequest)
+    if claims.role is Role.reseller:
+        query = query.join(
+            tenant_directory, tenant_directory.c.tenant_id == col(PortRequest.tenant_id)
+        ).where(tenant_directory.c.reseller_id == claims.reseller_id)
+    elif claims.role not in BACK_OFFICE:
+        raise Problem(403, "Forbidden", "the queue across tenants is for the operator's staff")
+    if state is not None:
+        query = query.where(col(PortRequest.state) == state)
+    query = query.order_by(col(PortRequest.state_changed_at), col(PortRequest.id)).limit(limit)
+    return list((await session.execute(query)).scalars())
 
 
 async def numbers_of(*, session: AsyncSession, request_id: uuid.UUID) -> list[PortNumber]:
