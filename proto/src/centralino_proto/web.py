@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Claims, InvalidToken, JWKSVerifier
 
@@ -92,25 +93,38 @@ def install_problem_handlers(app: FastAPI) -> None:
         return Problem(500, "Internal error").response(request.url.path)
 
 
-def install_metrics(app: FastAPI, service: str) -> None:
-    """Times every request by route template and serves Prometheus text at /metrics."""
+class RequestTimer:
+    """Times each request by route template; plain ASGI, so it adds no task per request."""
 
-    @app.middleware("http")
-    async def _timed(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def send_timed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_timed)
         finally:
-            route = request.scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            HTTP_SECONDS.labels(service, request.method, template, str(status)).observe(
+            template = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_SECONDS.labels(self.service, scope["method"], template, str(status)).observe(
                 time.perf_counter() - started
             )
+
+
+def install_metrics(app: FastAPI, service: str) -> None:
+    """Times every request and serves Prometheus text at /metrics."""
+    app.add_middleware(RequestTimer, service=service)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
