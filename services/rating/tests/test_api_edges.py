@@ -65,3 +65,30 @@ async def test_plans_quotes_and_subscriptions_refuse_bad_input(harness: ServiceH
         "/v1/rate-decks/00000000-0000-0000-0000-000000000000", headers=operator
     )
     assert missing.status_code == 404
+
+
+async def test_a_reseller_sets_its_markup_and_tops_up_only_its_own_tenants(
+    harness: ServiceHarness,
+) -> None:
+    import uuid
+
+    reseller_id = uuid.uuid4()
+    await harness.add_tenant("mine", reseller_id=reseller_id)
+    await harness.add_tenant("theirs", reseller_id=uuid.uuid4())
+    reseller = harness.mint.headers("reseller", reseller_id=reseller_id)
+    markup = await harness.client.patch(
+        "/v1/tenants/mine/balance", json={"reseller_markup_percent": "12.5"}, headers=reseller
+    )
+    assert markup.status_code == 200 and markup.json()["reseller_markup_percent"] == "12.500000"
+    floor = await harness.client.patch(
+        "/v1/tenants/mine/balance", json={"floor": "-10"}, headers=reseller
+    )
+    assert floor.status_code == 403  # a credit line is the operator's call
+    top_up = await harness.client.post(
+        "/v1/tenants/mine/top-ups", json={"amount": "5"}, headers=reseller
+    )
+    assert top_up.status_code == 201
+    elsewhere = await harness.client.post(
+        "/v1/tenants/theirs/top-ups", json={"amount": "5"}, headers=reseller
+    )
+    assert elsewhere.status_code == 404

@@ -44,7 +44,7 @@ from .models import (
     StationPeriod,
     Subscription,
 )
-from .pricing import BUNDLE_OF, FREE_CLASSES, ZERO, price_call
+from .pricing import BUNDLE_OF, FREE_CLASSES, ZERO, money, price_call
 
 router = APIRouter(prefix="/v1")
 
@@ -190,7 +190,7 @@ async def update_balance_settings(
         raise Problem(403, "Forbidden", "tenant users cannot change billing settings")
     account = await lock_account(session, tenant_id=tenant.tenant_id)
     for name, value in body.model_dump(exclude_none=True).items():
-        setattr(account, name, value)
+        setattr(account, name, money(value))
     await session.flush()
     result = await _balance(session, account)
     await session.commit()
@@ -465,11 +465,12 @@ async def put_plan(
     """Creates or changes a plan (operator)."""
     require(claims, Role.operator)
     plan = await session.get(Plan, code)
+    values = {**body.model_dump(), "monthly_fee": money(body.monthly_fee)}
     if plan is None:
-        plan = Plan(code=code, **body.model_dump())
+        plan = Plan(code=code, **values)
         session.add(plan)
     else:
-        for name, value in body.model_dump().items():
+        for name, value in values.items():
             setattr(plan, name, value)
     await session.commit()
     return plan

@@ -87,22 +87,19 @@ class PrefixIndex:
     def __len__(self) -> int:
         return len(self._rate)
 
-    def _version_at(self, key: int, at: float) -> int:
-        """The newest version of a prefix in force at `at`, or -1."""
-        for row in range(self._start[key + 1] - 1, self._start[key] - 1, -1):
-            if self._effective[row] <= at:
-                return row
-        return -1
-
     def find_row(self, digits: str, at: float) -> tuple[int, int]:
         """(key, row) of the longest prefix of `digits` with a rate in force, or (-1, -1)."""
-        key = bisect.bisect_right(self.keys, digits) - 1
+        keys, parent, start, effective = self.keys, self._parent, self._start, self._effective
+        key = bisect.bisect_right(keys, digits) - 1
         while key >= 0:
-            if digits.startswith(self.keys[key]):
-                row = self._version_at(key, at)
-                if row >= 0:
-                    return key, row
-            key = self._parent[key]
+            if digits.startswith(keys[key]):
+                # Newest version in force at `at` (versions sorted oldest first).
+                row, first = start[key + 1] - 1, start[key]
+                while row >= first:
+                    if effective[row] <= at:
+                        return key, row
+                    row -= 1
+            key = parent[key]
         return -1, -1
 
     def lookup(self, e164: str, at: datetime | None = None) -> RateMatch | None:
