@@ -81,7 +81,7 @@ FACADES: tuple[Facade, ...] = (
     _tenant("registrar", "/devices", COLLECTION),
     _tenant("registrar", "/devices/{rest:path}", ALL),
     _tenant("registrar", "/line-status", READ),
-    _tenant("registrar", "/line-status/{rest:path}", READ),
+    _tenant("registrar", "/line-status/{rest:path}", ("GET", "DELETE")),
     _tenant("registrar", "/calls", READ),
     _tenant("registrar", "/calls/{rest:path}", ("GET", "DELETE")),
     # routing
@@ -99,7 +99,7 @@ FACADES: tuple[Facade, ...] = (
     Facade("/v1/link-groups/{rest:path}", "routing", ALL, roles=(Role.operator, Role.reseller)),
     Facade("/v1/route", "routing", ("POST",), roles=(Role.service, Role.operator)),
     # rating
-    _tenant("rating", "/balance", READ),
+    _tenant("rating", "/balance", ("GET", "PATCH")),
     _tenant("rating", "/ledger", READ),
     _tenant("rating", "/top-ups", COLLECTION),
     _tenant("rating", "/top-ups/{rest:path}", READ),
@@ -107,7 +107,7 @@ FACADES: tuple[Facade, ...] = (
     _tenant("rating", "/cdrs/{rest:path}", READ),
     _tenant("rating", "/subscription", ("GET", "PUT", "PATCH", "DELETE")),
     _tenant("rating", "/stations", READ),
-    _tenant("rating", "/stations/{rest:path}", ("GET", "PUT", "PATCH")),
+    _tenant("rating", "/stations/{rest:path}", ("GET", "POST", "PUT", "PATCH")),
     _tenant("rating", "/quote", COLLECTION),
     Facade("/v1/rate-decks", "rating", COLLECTION, roles=(Role.operator, Role.reseller)),
     Facade("/v1/rate-decks/{rest:path}", "rating", ALL, roles=(Role.operator, Role.reseller)),
@@ -119,8 +119,11 @@ FACADES: tuple[Facade, ...] = (
     _tenant("portability", "/port-requests/{rest:path}", ALL),
     Facade("/v1/migration-codes/validate", "portability", ("GET", "POST")),
     Facade("/v1/calendar/business-days", "portability", READ),
+    Facade("/v1/calendar/holidays", "portability", READ),
+    # Every port request the caller may see, across tenants (the owner filters).
+    Facade("/v1/port-requests", "portability", READ, roles=(Role.operator, Role.reseller)),
     # vpn-ca
-    _tenant("vpn-ca", "/ca", COLLECTION),
+    _tenant("vpn-ca", "/ca", ("GET", "POST", "PATCH")),
     _tenant("vpn-ca", "/ca/{rest:path}", ALL),
     _tenant("vpn-ca", "/certificates", COLLECTION),
     _tenant("vpn-ca", "/certificates/{rest:path}", ALL),
