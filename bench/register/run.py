@@ -174,7 +174,7 @@ def rss_kib(pid: int) -> int:
 # -- Centralino registrar ------------------------------------------------------
 
 
-async def prepare_registrar(database_url: str, accounts: list[tuple[str, str]]) -> None:
+async def prepare_registrar(database_url: str, accounts: list[tuple[str, str]]) -> uuid.UUID:
     """A fresh database, migrated, with one tenant and a device per account (HA1 only)."""
     from centralino_proto.events import TenantCreated, TenantKind
     from centralino_proto.service import ServiceRuntime, migrate
@@ -225,6 +225,7 @@ async def prepare_registrar(database_url: str, accounts: list[tuple[str, str]]) 
                 await session.execute(insert(Device), rows[i : i + 2000])
     finally:
         await runtime.engine.dispose()
+    return tenant_id
 
 
 def location_memory(n: int) -> float:
