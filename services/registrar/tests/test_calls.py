@@ -447,3 +447,39 @@ async def test_milan_407_dials_1409_and_reaches_rome_409(
         [ended] = await probe.wait_for("call.ended")
     assert ended.data.call_class == "inter_company" and ended.data.disposition == "answered"
     assert ended.tenant_id == milan.tenant_id and ended.data.extension == "407"
+
+
+async def test_a_phone_behind_nat_is_reached_at_its_source_address(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp
+) -> None:
+    from centralino_registrar.sip.transaction import make_response
+
+    from .conftest import SipClient, challenge_of, digest_authorization
+
+    caller = await provision(extension="101")
+    callee = await provision(extension="102")
+    plug(harness, contract_app(caller.tenant_id))
+    port = int(harness.settings.sip_port)  # type: ignore[attr-defined]
+    async with SipClient(port) as phone:
+        # The phone only knows its private address; the proxy sees the NAT's.
+        private = "<sip:102@192.168.1.50:5060>"
+        await phone.send(phone.register(user="102", realm=callee.realm, contact=private))
+        challenge = await phone.recv()
+        auth = digest_authorization(
+            challenge_of(challenge), username="102", password="secret102", uri=f"sip:{callee.realm}"
+        )
+        await phone.send(
+            phone.register(user="102", realm=callee.realm, contact=private, authorization=auth)
+        )
+        assert (await phone.recv()).status == 200
+        call = asyncio.ensure_future(sipp("call_uac_rejected", [caller_row(caller, "102")]))
+        invite = await phone.recv(timeout=20)
+        assert invite.method == "INVITE" and invite.uri == "sip:102@192.168.1.50:5060"
+        busy = make_response(
+            invite, 480, "Temporarily Unavailable", source_ip="127.0.0.1", source_port=port
+        )
+        await phone.send(busy.encode())
+        ack = await phone.recv()
+        assert ack.method == "ACK"
+        result = await asyncio.wait_for(call, 60)
+    assert result.returncode == 0, result.errors or result.stderr[-2000:]
