@@ -217,3 +217,32 @@ async def test_cdr_list_filters_and_pages(harness: ServiceHarness) -> None:
     other = await harness.add_tenant("other")
     foreign = harness.mint.headers("tenant_admin", tenant_id=other.tenant_id)
     assert (await harness.client.get("/v1/tenants/acme/cdrs", headers=foreign)).status_code == 404
+
+
+async def test_concurrent_authorizations_share_bundle_and_credit_without_overlap(
+    short_calls: ServiceHarness,
+) -> None:
+    harness = short_calls
+    await import_deck(harness)
+    tenant = await harness.add_tenant("acme")
+    operator = harness.mint.headers("operator")
+    await harness.client.put(
+        "/v1/plans/TINY",
+        json={"name": "TINY", "monthly_fee": "0", "fixed_minutes": 2, "mobile_minutes": 0},
+        headers=operator,
+    )
+    await harness.client.put(
+        "/v1/tenants/acme/subscription", json={"plan": "TINY"}, headers=operator
+    )
+    await top_up(harness, "acme", "0.10")
+    # 120 s of bundle and 0.10 EUR at 0.01/min (600 s): 720 s in all, whoever asks first.
+    answers = await asyncio.gather(
+        *(
+            authorize(harness, tenant.tenant_id, "+390612345678", "national_fixed")
+            for _ in range(40)
+        )
+    )
+    granted = sorted(a["max_seconds"] for a in answers if a["allowed"])
+    assert granted == [120, 600]
+    held = await balance(harness, "acme")
+    assert d(held["reserved"]) == Decimal("0.10") and d(held["available"]) == 0
