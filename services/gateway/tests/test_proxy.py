@@ -135,6 +135,20 @@ async def test_api_key_click_to_dial_shown_once_hashed_scoped_revocable(
     assert (await c.get("/v1/tenants/acme/balance", headers=xkey)).status_code == 403
     assert (await c.get("/v1/tenants/globex/cdrs", headers=xkey)).status_code == 404
     assert (await c.get("/v1/tenants/acme/api-keys", headers=xkey)).status_code == 403
+    assert (await c.get("/v1/tenants/acme/users", headers=xkey)).status_code == 403
+    reader = await c.post(
+        "/v1/tenants/acme/api-keys",
+        json={"name": "HR", "scopes": ["users:read"], "role": "tenant_admin"},
+        headers=w.admin_a,
+    )
+    rkey = {"X-API-Key": reader.json()["key"]}
+    assert (await c.get("/v1/tenants/acme/users", headers=rkey)).status_code == 200
+    r = await c.post(
+        "/v1/tenants/acme/users",
+        json={"email": "k@acme.test", "password": "k-password"},
+        headers=rkey,
+    )
+    assert r.status_code == 403
     bad = await c.post("/v1/tenants/acme/calls", json={"extension": "1x"}, headers=api)
     assert bad.status_code == 422
 

@@ -399,7 +399,7 @@ async def list_users(
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Any:
     """A tenant's users."""
-    require_manager(principal, "users")
+    require_manager(principal, "users", "read")
     rows, total = await accounts.list_users(
         session=session, tenant=tenant, limit=limit, offset=offset, q=q
     )
@@ -429,7 +429,7 @@ async def get_user(
 ) -> Any:
     """One user (a tenant user may read only itself)."""
     if principal.claims.sub != str(user_id):
-        require_manager(principal, "users")
+        require_manager(principal, "users", "read")
     return await accounts.get_user(session=session, tenant=tenant, user_id=user_id)
 
 
@@ -487,7 +487,7 @@ async def list_api_keys(
 ) -> Any:
     """A tenant's API keys (never the secrets)."""
     _no_api_key(principal)
-    require_manager(principal, "api-keys")
+    require_manager(principal, "api-keys", "read")
     query = select(ApiKey).where(col(ApiKey.tenant_id) == tenant.id)
     if revoked is not None:
         query = query.where(
@@ -567,7 +567,7 @@ async def list_webhooks(
     active: bool | None = None,
 ) -> Any:
     """A tenant's webhook subscriptions."""
-    require_manager(principal, "webhooks")
+    require_manager(principal, "webhooks", "read")
     rows, total = await webhooks.list_subscriptions(
         session=session, tenant=tenant, limit=limit, offset=offset, active=active
     )
@@ -607,7 +607,7 @@ async def get_webhook(
     tenant: TenantDep, webhook_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> Any:
     """One subscription."""
-    require_manager(principal, "webhooks")
+    require_manager(principal, "webhooks", "read")
     return await webhooks.get_subscription(
         session=session, tenant=tenant, subscription_id=webhook_id
     )
@@ -699,7 +699,7 @@ async def list_webhook_attempts(
     success: bool | None = None,
 ) -> Any:
     """Every delivery attempt to this subscription, newest first."""
-    require_manager(principal, "webhooks")
+    require_manager(principal, "webhooks", "read")
     sub = await webhooks.get_subscription(
         session=session, tenant=tenant, subscription_id=webhook_id
     )

@@ -156,9 +156,9 @@ def require_scope(principal: Principal, resource: str, action: str) -> None:
         raise Problem(403, "Forbidden", f"this API key lacks the scope {resource}:{action}")
 
 
-def require_manager(principal: Principal, resource: str) -> None:
+def require_manager(principal: Principal, resource: str, action: str = "write") -> None:
     """Managing a tenant's users, keys and webhooks: its admins, its reseller, the operator."""
-    require_scope(principal, resource, "write")
+    require_scope(principal, resource, action)
     if principal.claims.role is Role.tenant_user:
         raise Problem(403, "Forbidden", f"a tenant user may not manage {resource}")
 
