@@ -246,3 +246,29 @@ async def test_concurrent_authorizations_share_bundle_and_credit_without_overlap
     assert granted == [120, 600]
     held = await balance(harness, "acme")
     assert d(held["reserved"]) == Decimal("0.10") and d(held["available"]) == 0
+
+
+async def test_a_markup_raised_mid_call_cannot_push_credit_below_the_floor(
+    short_calls: ServiceHarness,
+) -> None:
+    harness = short_calls
+    await import_deck(harness)
+    tenant = await harness.add_tenant("acme")
+    operator = harness.mint.headers("operator")
+    await top_up(harness, "acme", "0.30")
+    decision = await authorize(harness, tenant.tenant_id, "+393351234567", "mobile", call_id="m")
+    assert decision["max_seconds"] == 600
+    raised = await harness.client.patch(
+        "/v1/tenants/acme/balance", json={"reseller_markup_percent": "100"}, headers=operator
+    )
+    assert raised.status_code == 200
+    async with harness.probe("cdr.rated") as probe:
+        await harness.publish(
+            call_ended(
+                tenant.tenant_id, "+393351234567", 600, call_id="m", call_class=CallClass.mobile
+            ),
+            tenant_id=tenant.tenant_id,
+        )
+        (rated,) = await probe.wait_for("cdr.rated", timeout=20)
+    assert rated.data.price == Decimal("0.30")
+    assert d((await balance(harness, "acme"))["balance"]) == 0

@@ -136,6 +136,7 @@ async def authorize(
             call_class=str(call_class),
             prefix=rate.prefix,
             amount=amount,
+            reseller_markup_percent=markup,
             bundle=bucket if bundle_take else None,
             bundle_seconds=bundle_take,
             max_seconds=max_seconds,
@@ -200,6 +201,10 @@ async def rate_call(
         if rate is None and seconds > 0:
             log.warning("call %s to %s: no rate in force; rated at zero", event.call_id, e164)
     if rate is not None:
+        # Priced as authorized: a markup changed mid-call cannot outgrow the hold.
+        markup = account.reseller_markup_percent
+        if reservation is not None and reservation.reseller_markup_percent is not None:
+            markup = reservation.reseller_markup_percent
         bucket = BUNDLE_OF.get(event.call_class)
         available = 0
         subscription = None
@@ -216,7 +221,7 @@ async def rate_call(
             rate,
             seconds,
             bundle_available=available,
-            reseller_markup=account.reseller_markup_percent,
+            reseller_markup=markup,
             station_markup=await station_markup(session, account, event.extension),
         )
         if subscription and bucket and charge.bundle_seconds:

@@ -198,6 +198,10 @@ class Reservation(Model, table=True):
     call_class: str = Field(max_length=20)
     prefix: str = Field(max_length=20)
     amount: Decimal = Field(default=Decimal("0"), sa_column=money())
+    # The reseller markup the hold was priced with; the call is settled with it too.
+    reseller_markup_percent: Decimal | None = Field(
+        default=None, sa_column=money(nullable=True, default=None)
+    )
     bundle: str | None = Field(default=None, max_length=8)
     bundle_seconds: int = 0
     max_seconds: int
