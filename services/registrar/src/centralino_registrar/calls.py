@@ -30,18 +30,18 @@ from centralino_proto.events import (
 from centralino_proto.tenancy import Tenant
 from centralino_proto.web import Problem
 from prometheus_client import Counter
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Executable, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .config import Settings
 from .directory import Directory
-from .location import Location
+from .location import Change, Location
 from .models import DialogRow
 from .originate import Originator
 from .registrar import Registrar, Reply
 from .sip.message import SipMessage, parse, parse_name_addr, parse_uri, parse_via
-from .sip.transaction import make_response
+from .sip.transaction import Transactions, make_response, transaction_key
 from .sip.transport import SipTransport, Source
 
 log = logging.getLogger("centralino.registrar.calls")
@@ -124,6 +124,7 @@ class CallControl:
         sessionmaker: async_sessionmaker[AsyncSession],
         outbox: Outbox,
         reply: Callable[[SipMessage, Source, Reply], None],
+        transactions: Transactions,
     ) -> None:
         self.settings = settings
         self.transport = transport
@@ -133,6 +134,7 @@ class CallControl:
         self.sessionmaker = sessionmaker
         self.outbox = outbox
         self.reply = reply
+        self.transactions = transactions
         self.calls: dict[str, Call] = {}
         self.branches: dict[str, tuple[Call, Branch]] = {}
         self.relays: dict[str, Relay] = {}
@@ -643,7 +645,10 @@ class CallControl:
             call.pending_rule = None
             if not call.cancelled and rule and await self._follow(call, rule):
                 return
-            self._send_source(call.best.encode(), call.source)
+            data = call.best.encode()
+            # The caller's INVITE transaction keeps it for a retransmitted INVITE.
+            self.transactions.complete(transaction_key(call.invite), data)
+            self._send_source(data, call.source)
             disposition = _disposition(final, call.cancelled)
             if call.timed_out and not call.cancelled:
                 disposition = Disposition.no_answer
@@ -744,20 +749,19 @@ class CallControl:
         asyncio.get_running_loop().call_later(32, self.calls.pop, call.call_id, None)
 
     async def _event(self, call: Call, event: Any) -> None:
-        """Publishes a call event with the dialog's stored state, in one transaction."""
-        async with self.sessionmaker() as session, session.begin():
-            if isinstance(event, CallEnded):
-                await session.execute(delete(DIALOG).where(DIALOG.c.call_id == call.call_id))
-            else:
-                row = _row(call)
-                statement = pg_insert(DIALOG).values(**row)
-                await session.execute(
-                    statement.on_conflict_do_update(
-                        index_elements=["call_id"],
-                        set_={k: statement.excluded[k] for k in row if k != "call_id"},
-                    )
-                )
-            await self.outbox.add(session, event, tenant_id=call.tenant_id)
+        """Publishes a call event with the dialog's stored state, in one transaction
+        (group-committed with other calls' events and the location's changes)."""
+        statement: Executable
+        if isinstance(event, CallEnded):
+            statement = delete(DIALOG).where(DIALOG.c.call_id == call.call_id)
+        else:
+            row = _row(call)
+            insert = pg_insert(DIALOG).values(**row)
+            statement = insert.on_conflict_do_update(
+                index_elements=["call_id"],
+                set_={k: insert.excluded[k] for k in row if k != "call_id"},
+            )
+        await self.location.commit(Change(events=[event], statements=[statement]))
 
     async def load(self) -> int:
         """Dialogs from before a restart: answered ones continue; unanswered ones are ended."""

@@ -25,7 +25,7 @@ from centralino_proto.bus import Outbox
 from centralino_proto.events import DeviceRegistered, DeviceUnregistered, Event, Transport
 from centralino_proto.events import UnregisterReason as Reason
 from prometheus_client import Counter, Gauge
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Executable, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -140,6 +140,8 @@ class Change:
     upserts: list[Binding] = field(default_factory=list)
     deletes: list[Binding] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    # Other statements that belong with the events (the dialog of a call event).
+    statements: list[Executable] = field(default_factory=list)
 
 
 class Location:
@@ -186,9 +188,18 @@ class Location:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        # Last write-back, so a clean restart loses no refresh.
-        with contextlib.suppress(Exception):
-            await self._flush([])
+        # Last write-back (and whatever waits for a commit), so a clean restart loses nothing.
+        pending, self._pending = self._pending, []
+        try:
+            await self._flush(pending)
+        except Exception as exc:
+            for _, future in pending:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for _, future in pending:
+                if not future.done():
+                    future.set_result(None)
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
@@ -373,6 +384,9 @@ class Location:
             session,
             Change(upserts=[b for b in upserts if b.binding_id not in gone], deletes=deletes),
         )
+        for change, _ in batch:
+            for statement in change.statements:
+                await session.execute(statement)
         await self.outbox.add_many(
             session,
             [

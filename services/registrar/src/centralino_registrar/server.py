@@ -71,6 +71,7 @@ class SipServer:
             sessionmaker=runtime.sessionmaker,
             outbox=runtime.outbox,
             reply=self.respond,
+            transactions=self.transactions,
         )
         self._tasks: set[asyncio.Task[None]] = set()
 
