@@ -146,6 +146,7 @@ async def test_an_unsettled_reservation_lapses_after_its_call_could_have_ended(
     from datetime import UTC, datetime, timedelta
 
     from centralino_rating.calls import authorize as authorize_call
+    from centralino_rating.ledger import close_lapsed_reservations
 
     await import_deck(harness)
     tenant = await harness.add_tenant("acme")
@@ -169,6 +170,10 @@ async def test_an_unsettled_reservation_lapses_after_its_call_could_have_ended(
     assert old.allowed and old.max_seconds == 600
     assert d((await balance(harness, "acme"))["reserved"]) == 0
     assert (await authorize(harness, tenant.tenant_id, "+393351234567", "mobile"))["allowed"]
+    # The billing pass closes it for good.
+    async with harness.runtime.sessionmaker() as session, session.begin():
+        closed = await close_lapsed_reservations(session, before=datetime.now(UTC))
+    assert closed == 1
 
 
 async def test_cdr_list_filters_and_pages(harness: ServiceHarness) -> None:

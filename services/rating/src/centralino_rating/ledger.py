@@ -21,7 +21,7 @@ from centralino_proto.events import (
     Event,
     LedgerEntryKind,
 )
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -230,3 +230,17 @@ def use_bundle(sub: Subscription, bucket: str, seconds: int) -> None:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+async def close_lapsed_reservations(session: AsyncSession, *, before: datetime) -> int:
+    """Closes holds that lapsed before `before` (their call.ended never came); returns how many.
+
+    They already hold nothing (availability ignores lapsed holds); closing them keeps the
+    open-reservation index small.
+    """
+    result = await session.execute(
+        update(Reservation)
+        .where(col(Reservation.settled_at).is_(None), col(Reservation.expires_at) < before)
+        .values(settled_at=func.now())
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from .charges import run_recurring
 from .config import Settings
 from .decks import DeckCache, deck_in_force
 from .handlers import subscribe
-from .ledger import utcnow
+from .ledger import close_lapsed_reservations, utcnow
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = logging.getLogger("centralino.rating")
@@ -52,6 +52,8 @@ async def _billing_loop(runtime: ServiceRuntime) -> None:
             await run_recurring(
                 runtime.sessionmaker, runtime.outbox, now=utcnow(), did_fee=settings.did_monthly_fee
             )
+            async with runtime.sessionmaker() as session, session.begin():
+                await close_lapsed_reservations(session, before=utcnow() - timedelta(days=1))
         except Exception:
             log.exception("recurring charges pass failed; retried next pass")
         await asyncio.sleep(settings.billing_interval_seconds)
