@@ -768,6 +768,15 @@ async def live_events(
     hub: LiveHub = runtime_of(request).extras["live"]
     tenant_id = tenant.id
     await session.close()
+    try:
+        await asyncio.wait_for(hub.ready.wait(), 10)
+    except TimeoutError as exc:
+        raise Problem(
+            503,
+            "Live events unavailable",
+            "not connected to the bus yet",
+            headers={"Retry-After": "5"},
+        ) from exc
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         async with hub.listen(tenant_id) as queue:

@@ -25,9 +25,25 @@ class LiveHub:
         self._buffer = buffer
         self._listeners: dict[uuid.UUID, set[asyncio.Queue[dict[str, Any]]]] = {}
         self._connection: AbstractRobustConnection | None = None
+        self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
 
     async def start(self) -> None:
+        """Connects in the background (retrying), so a late RabbitMQ does not stop the gateway."""
+        self._task = asyncio.create_task(self._run(), name="live-hub")
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self._connect()
+                return
+            except (OSError, aio_pika.exceptions.AMQPError) as exc:
+                log.warning("live events: RabbitMQ not reachable (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _connect(self) -> None:
         self._connection = await aio_pika.connect_robust(
             self._amqp_url, client_properties={"connection_name": "gateway-live"}
         )
@@ -44,6 +60,10 @@ class LiveHub:
         self.ready.set()
 
     async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         if self._connection:
             with contextlib.suppress(Exception):
                 await self._connection.close()
