@@ -1,5 +1,6 @@
 """Rate deck import (streamed, all or nothing) and lookups consistent across replicas."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -162,3 +163,32 @@ async def test_a_replica_builds_a_new_deck_before_any_call_asks(harness: Service
     mine = harness.runtime.extras["decks"]
     assert isinstance(mine, DeckCache)
     await until(lambda: deck.id in mine._indexes, timeout=20, message="deck built by the watch")
+
+
+async def test_a_long_import_reports_its_progress(harness: ServiceHarness) -> None:
+    operator = harness.mint.headers("operator")
+    more = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield HEADER.encode()
+        yield "".join(f"{1000 + i},Somewhere,0.01,0,1,0,2026-01-01\n" for i in range(3000)).encode()
+        await more.wait()  # the rest of the file is still on its way
+        yield b"39,Italy,0.01,0,1,0,2026-01-01\n"
+
+    upload = asyncio.create_task(
+        harness.client.post(
+            "/v1/rate-decks", content=slow_body(), headers={**operator, "Content-Type": "text/csv"}
+        )
+    )
+
+    async def progress() -> list[dict[str, object]]:
+        response = await harness.client.get("/v1/rate-decks/imports", headers=operator)
+        body: list[dict[str, object]] = response.json()
+        return body
+
+    running = await until(progress, timeout=20, message="import in progress")
+    assert running[0]["rows_read"] == 3000
+    more.set()
+    response = await upload
+    assert response.status_code == 201 and response.json()["row_count"] == 3001
+    assert await progress() == []
