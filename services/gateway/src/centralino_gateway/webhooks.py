@@ -339,7 +339,12 @@ class Deliverer:
                 await asyncio.wait_for(self._wake.wait(), self._settings.webhook_poll_seconds)
 
     async def deliver_due(self) -> int:
-        """One pass over due deliveries of active subscriptions; returns how many were tried."""
+        """One pass over due deliveries of active subscriptions; returns how many were tried.
+
+        Rows are claimed with a lease in one short transaction, posted with no transaction
+        open, and the outcome recorded in another; a crash in between only delays a retry.
+        """
+        lease = timedelta(seconds=self._settings.webhook_timeout_seconds + 5)
         async with self._sessionmaker() as session, session.begin():
             rows = (
                 await session.execute(
@@ -360,26 +365,38 @@ class Deliverer:
             ).all()
             if not rows:
                 return 0
-            # One endpoint's events go in order; different endpoints in parallel.
-            by_sub: dict[uuid.UUID, list[tuple[WebhookDelivery, WebhookSubscription]]] = {}
-            for delivery, sub in rows:
-                by_sub.setdefault(sub.id, []).append((delivery, sub))
-            results = await asyncio.gather(
-                *(self._send_in_order(batch) for batch in by_sub.values())
-            )
+            for delivery, _ in rows:
+                delivery.next_attempt_at = utcnow() + lease
+        # One endpoint's events go in order; different endpoints in parallel.
+        by_sub: dict[uuid.UUID, list[tuple[WebhookDelivery, WebhookSubscription]]] = {}
+        for delivery, sub in rows:
+            by_sub.setdefault(sub.id, []).append((delivery, sub))
+        results = await asyncio.gather(*(self._send_in_order(batch) for batch in by_sub.values()))
+        async with self._sessionmaker() as session, session.begin():
             for batch_results in results:
                 for delivery, sub, attempt in batch_results:
-                    self._record(session, delivery, sub, attempt)
+                    fresh = await session.get(WebhookDelivery, delivery.id, with_for_update=True)
+                    fresh_sub = await session.get(WebhookSubscription, sub.id, with_for_update=True)
+                    if fresh is None or fresh_sub is None:
+                        continue  # the subscription was deleted meanwhile
+                    if attempt is None:
+                        # Not tried: its endpoint had just failed in this pass.
+                        fresh.next_attempt_at = utcnow() + timedelta(
+                            seconds=backoff(1, self._settings)
+                        )
+                    else:
+                        self._record(session, fresh, fresh_sub, attempt)
         return len(rows)
 
     async def _send_in_order(
         self, batch: list[tuple[WebhookDelivery, WebhookSubscription]]
-    ) -> list[tuple[WebhookDelivery, WebhookSubscription, WebhookAttempt]]:
-        out = []
+    ) -> list[tuple[WebhookDelivery, WebhookSubscription, WebhookAttempt | None]]:
+        out: list[tuple[WebhookDelivery, WebhookSubscription, WebhookAttempt | None]] = []
         failed = False
         for delivery, sub in batch:
             if failed:
-                break  # the endpoint is down: the rest wait for the next pass
+                out.append((delivery, sub, None))  # the endpoint is down: wait for a retry
+                continue
             attempt = await self._send(delivery, sub)
             failed = not attempt.success
             out.append((delivery, sub, attempt))
