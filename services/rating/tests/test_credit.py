@@ -48,7 +48,8 @@ async def test_100_concurrent_authorizations_never_overspend(short_calls: Servic
 
 
 async def test_top_up_is_for_managers_and_idempotent_by_reference(harness: ServiceHarness) -> None:
-    tenant = await harness.add_tenant("acme")
+    owner = uuid.uuid4()
+    tenant = await harness.add_tenant("acme", reseller_id=owner)
     admin = harness.mint.headers("tenant_admin", tenant_id=tenant.tenant_id)
     refused = await harness.client.post(
         "/v1/tenants/acme/top-ups", json={"amount": "5"}, headers=admin
@@ -73,6 +74,26 @@ async def test_top_up_is_for_managers_and_idempotent_by_reference(harness: Servi
         response = await harness.client.post("/v1/tenants/acme/top-ups", json=bad, headers=operator)
         assert response.status_code == 422, bad
     assert d((await balance(harness, "acme"))["balance"]) == Decimal("12.50")
+    refund = await harness.client.post(
+        "/v1/tenants/acme/top-ups",
+        json={"amount": "0.50", "kind": "refund", "call_id": "c-9", "description": "dropped call"},
+        headers=operator,
+    )
+    assert refund.status_code == 201 and refund.json()["kind"] == "refund"
+    reseller = harness.mint.headers("reseller", reseller_id=owner)
+    adjustment = {"amount": "-3.00", "kind": "adjustment", "description": "goodwill reversed"}
+    assert (
+        await harness.client.post("/v1/tenants/acme/top-ups", json=adjustment, headers=reseller)
+    ).status_code == 403
+    taken = await harness.client.post("/v1/tenants/acme/top-ups", json=adjustment, headers=operator)
+    assert taken.status_code == 201 and taken.json()["amount"] == "-3.000000"
+    negative_refund = {"amount": "-1", "kind": "refund"}
+    assert (
+        await harness.client.post(
+            "/v1/tenants/acme/top-ups", json=negative_refund, headers=operator
+        )
+    ).status_code == 422
+    assert d((await balance(harness, "acme"))["balance"]) == Decimal("10.00")
     # A reseller sees only its own tenants.
     other = harness.mint.headers("reseller", reseller_id=uuid.uuid4())
     hidden = await harness.client.post(

@@ -50,7 +50,6 @@ router = APIRouter(prefix="/v1")
 
 E164_RE = re.compile(r"\+[1-9][0-9]{1,14}")
 Percent = Annotated[Decimal, Field(ge=0, le=1000, max_digits=12, decimal_places=6)]
-Amount = Annotated[Decimal, Field(gt=0, le=1_000_000, max_digits=18, decimal_places=6)]
 MANAGERS = (Role.operator, Role.reseller)
 
 
@@ -239,11 +238,16 @@ async def get_ledger(
 
 class TopUpCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: Amount
+    amount: Annotated[Decimal, Field(ge=-1_000_000, le=1_000_000, max_digits=18, decimal_places=6)]
+    kind: Literal["top_up", "refund", "adjustment"] = Field(
+        default="top_up",
+        description="top_up and refund add credit; an adjustment (operator) may take it away",
+    )
     reference: str | None = Field(
         default=None, max_length=150, description="payment reference; a repeat is not booked twice"
     )
     description: str = Field(default="top-up", max_length=200)
+    call_id: str | None = Field(default=None, max_length=200, description="the call refunded")
 
 
 @router.post(
@@ -260,18 +264,25 @@ async def top_up(
     request: Request,
     response: Response,
 ) -> LedgerEntryPublic:
-    """Adds credit (operator or the tenant's reseller)."""
+    """Adds credit (operator or the tenant's reseller); refunds and adjustments too."""
     require(claims, *MANAGERS)
+    if body.kind == "adjustment":
+        require(claims, Role.operator)
+        if body.amount == 0:
+            raise Problem(422, "Empty adjustment", "an adjustment needs a non-zero amount")
+    elif body.amount <= 0:
+        raise Problem(422, "Invalid amount", f"a {body.kind} adds credit: the amount must be > 0")
     account = await lock_account(session, tenant_id=tenant.tenant_id)
-    reference = f"top-up:{body.reference}" if body.reference else None
+    reference = f"{body.kind}:{body.reference}" if body.reference else None
     entry = await post_entry(
         session,
         runtime_of(request).outbox,
         account,
-        kind=LedgerEntryKind.top_up,
+        kind=LedgerEntryKind(body.kind),
         amount=body.amount,
         description=body.description,
         reference=reference,
+        call_id=body.call_id,
     )
     if entry is None:
         existing = (
@@ -283,7 +294,7 @@ async def top_up(
             )
         ).scalar_one()
         if existing.amount != body.amount:
-            raise Problem(409, "Reference used", f"reference {body.reference} was another top-up")
+            raise Problem(409, "Reference used", f"reference {body.reference} was another entry")
         response.status_code = 200
         entry = existing
     await session.commit()
