@@ -35,7 +35,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "register"))
 from run import REALM, free_port, prepare_kamailio, wait_udp  # noqa: E402
 
-RATES = [10, 20, 40, 60, 90, 130, 180, 250, 350, 500, 700, 1000]
+RATES = [10, 20, 40, 60, 90, 130, 180, 250, 350, 500, 700, 1000, 1400, 2000]
 STEP_SECONDS = 5
 CALLER, CALLEE = ("1000", "pw-caller-1000"), ("2000", "pw-callee-2000")
 

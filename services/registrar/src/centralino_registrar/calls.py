@@ -486,8 +486,9 @@ class CallControl:
         self.branches[branch] = (call, b)
         data = request.encode()
         self._send_to(data, destination)
-        if destination[0] == "udp":
-            b.retransmit = asyncio.create_task(self._retransmit(b, data))
+        # Timer A resends over UDP; Timer B ends a silent branch on any transport
+        # (a TCP phone whose connection is gone, too).
+        b.retransmit = asyncio.create_task(self._retransmit(b, data))
 
     async def _retransmit(self, b: Branch, data: bytes) -> None:
         """Timer A: resend the INVITE until anything comes back (RFC 3261 17.1.1.2)."""
@@ -496,7 +497,8 @@ class CallControl:
             await asyncio.sleep(interval)
             if b.status:
                 return
-            self._send_to(data, b.destination)
+            if b.destination[0] == "udp":
+                self._send_to(data, b.destination)
             interval *= 2
         await asyncio.sleep(self.settings.sip_t1)
         if not b.status:

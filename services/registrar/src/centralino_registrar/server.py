@@ -115,7 +115,10 @@ class SipServer:
             self._send(cached, source)
             return
         if state is TxState.proceeding:
-            return  # still working on the original; it will be answered once
+            # Still working on the original; an INVITE is told so again (RFC 3261 17.2.1).
+            if msg.method == "INVITE":
+                self.respond(msg, source, Reply(100, "Trying"))
+            return
         method = msg.method
         if method == "REGISTER":
             self._spawn(self._answer(msg, source, key, self.registrar.register(msg, source)))
