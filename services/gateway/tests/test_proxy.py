@@ -1,7 +1,7 @@
 import json
 
 from centralino_proto.auth import JWKSVerifier, Role
-from centralino_proto.testing import ServiceHarness
+from centralino_proto.testing import ServiceHarness, until
 from sqlalchemy import text
 
 from .conftest import Upstream, build_world
@@ -159,3 +159,30 @@ async def test_api_key_click_to_dial_shown_once_hashed_scoped_revocable(
     assert (
         await c.get("/v1/tenants/acme/cdrs", headers={"X-API-Key": "ck_nonsense"})
     ).status_code == 401
+
+
+async def test_changes_made_by_another_replica_reach_the_proxy_within_seconds(
+    proxied: tuple[ServiceHarness, Upstream],
+) -> None:
+    h, _ = proxied
+    w = await build_world(h)
+    c = h.client
+    assert (await c.get("/v1/tenants/acme/extensions", headers=w.admin_a)).status_code == 200
+    me = (await c.get("/v1/auth/me", headers=w.reseller_a)).json()
+    # Another replica revokes a token and closes a tenant: straight in the shared database.
+    async with h.runtime.sessionmaker() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO revoked_access_token (jti, expires_at) "
+                "VALUES (:jti, now() + interval '1 hour')"
+            ),
+            {"jti": me["jti"]},
+        )
+        await session.execute(text("UPDATE tenant SET deleted_at = now() WHERE slug = 'acme'"))
+
+    async def settled() -> bool:
+        revoked = await c.get("/v1/tenants/globex/extensions", headers=w.reseller_a)
+        closed = await c.get("/v1/tenants/acme/extensions", headers=w.admin_a)
+        return revoked.status_code == 401 and closed.status_code == 404
+
+    await until(settled, timeout=5, message="revocation and closure seen by this replica")

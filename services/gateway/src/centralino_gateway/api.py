@@ -26,7 +26,9 @@ from .deps import (
     require_manager,
     require_role,
     require_scope,
+    revocations_of,
     runtime_of,
+    scopes_of,
     settings_of,
 )
 from .keys import Sealer
@@ -215,8 +217,10 @@ async def revoke_token(
     body: RevokeRequest, request: Request, session: SessionDep
 ) -> dict[str, str]:
     """Revokes a refresh token (and its session) or an access token; unknown tokens are ignored."""
-    await sessions.revoke(session=session, keyring=keyring_of(request), token=body.token)
+    jti = await sessions.revoke(session=session, keyring=keyring_of(request), token=body.token)
     await session.commit()
+    if jti:
+        revocations_of(request).add(jti)
     return {"status": "revoked"}
 
 
@@ -370,6 +374,7 @@ async def update_tenant(
         data=data,
     )
     await session.commit()
+    scopes_of(request).forget(tenant)
     return tenant
 
 
@@ -383,6 +388,7 @@ async def delete_tenant(
         session=session, outbox=runtime_of(request).outbox, claims=principal.claims, tenant=tenant
     )
     await session.commit()
+    scopes_of(request).forget(tenant)
     return Response(status_code=204)
 
 

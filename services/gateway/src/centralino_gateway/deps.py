@@ -16,9 +16,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from .caches import RevocationList, TenantScopes
 from .config import Settings
 from .keys import Keyring
-from .models import ApiKey, RevokedAccessToken, Tenant, utcnow
+from .models import ApiKey, Tenant, utcnow
 from .security import same_digest, split_api_key
 
 _bearer = HTTPBearer(auto_error=False, description="An access token, or an API key (ck_...)")
@@ -49,6 +50,16 @@ def runtime_of(request: Request) -> ServiceRuntime:
 def keyring_of(request: Request) -> Keyring:
     keyring: Keyring = runtime_of(request).extras["keyring"]
     return keyring
+
+
+def revocations_of(request: Request) -> RevocationList:
+    revocations: RevocationList = runtime_of(request).extras["revocations"]
+    return revocations
+
+
+def scopes_of(request: Request) -> TenantScopes:
+    scopes: TenantScopes = runtime_of(request).extras["tenant_scopes"]
+    return scopes
 
 
 def settings_of(request: Request) -> Settings:
@@ -111,7 +122,7 @@ async def get_principal(
         claims = await runtime_of(request).verifier.verify(token)
     except InvalidToken as exc:
         raise _unauthorized(str(exc)) from exc
-    if claims.jti and await session.get(RevokedAccessToken, claims.jti) is not None:
+    if claims.jti and await revocations_of(request).contains(claims.jti):
         raise _unauthorized("token revoked")
     return Principal(claims=claims, authorization=f"Bearer {token}")
 

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import sessions, webhooks
 from .api import router, wellknown
+from .caches import RevocationList, TenantScopes
 from .config import Settings
 from .idempotency import IdempotencyMiddleware, purge_idempotency
 from .keys import GatewayVerifier, Keyring, Sealer
@@ -118,6 +119,8 @@ def create_app(
         grace=timedelta(seconds=settings.signing_key_grace_seconds),
     )
     runtime.extras.update(
+        revocations=RevocationList(runtime.sessionmaker),
+        tenant_scopes=TenantScopes(runtime.sessionmaker),
         keyring=keyring,
         sealer=sealer,
         live=LiveHub(amqp_url=settings.amqp_url, exchange=settings.bus_exchange),

@@ -13,7 +13,7 @@ from centralino_proto.auth import Role
 from centralino_proto.web import Problem, SessionDep
 from fastapi import APIRouter, Path, Request, Response
 
-from .deps import PrincipalDep, require_scope, runtime_of, settings_of, tenant_for
+from .deps import PrincipalDep, require_scope, runtime_of, scopes_of, settings_of
 
 log = logging.getLogger("centralino.gateway.proxy")
 
@@ -175,7 +175,12 @@ def _endpoint(facade: Facade) -> Callable[..., Awaitable[Response]]:
     ) -> Response:
         action = "read" if request.method in ("GET", "HEAD") else "write"
         if facade.tenant_scoped:
-            await tenant_for(session, principal, request.path_params["tenant"])
+            ref = request.path_params["tenant"]
+            scope = await scopes_of(request).get(ref)
+            if scope is None or not principal.claims.may_access(
+                tenant_id=scope.id, tenant_reseller_id=scope.reseller_id
+            ):
+                raise Problem(404, "Tenant not found", f"no tenant {ref} visible to this token")
         elif facade.roles is not None and principal.claims.role not in facade.roles:
             raise Problem(403, "Forbidden", f"{facade.path} is not open to {principal.claims.role}")
         require_scope(principal, facade.resource, action)

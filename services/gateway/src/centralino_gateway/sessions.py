@@ -187,7 +187,7 @@ def client_credentials_grant(
     }
 
 
-async def revoke(*, session: AsyncSession, keyring: Keyring, token: str) -> None:
+async def revoke(*, session: AsyncSession, keyring: Keyring, token: str) -> str | None:
     """Revokes a refresh token (its whole session) or an access token (RFC 7009: silent)."""
     now = utcnow()
     if token.startswith(REFRESH_TOKEN_PREFIX):
@@ -202,17 +202,18 @@ async def revoke(*, session: AsyncSession, keyring: Keyring, token: str) -> None
                 .where(col(RefreshToken.family_id) == row.family_id)
                 .values(revoked_at=now)
             )
-        return
+        return None
     try:
         claims = await keyring.verifier().verify(token)
     except InvalidToken:
-        return
+        return None
     if claims.jti:
         await session.execute(
             pg_insert(RevokedAccessToken)
             .values(jti=claims.jti, expires_at=datetime.fromtimestamp(claims.exp, UTC))
             .on_conflict_do_nothing()
         )
+    return claims.jti
 
 
 async def purge_expired(*, session: AsyncSession, settings: Settings) -> None:
