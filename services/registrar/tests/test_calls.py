@@ -48,6 +48,23 @@ def contract_app(
                 "e164": "+39062022600",
                 "targets": [{"tenant_id": str(tenant_id), "extension": "102"}],
             }
+        if body.get("forwarded_from"):
+            # A forwarded leg to the user's mobile, as an outbound call of that station.
+            return {**base, "action": "pstn", "class": "mobile", "e164": digits, "targets": []}
+        if digits == "108":
+            # Nobody registered on 108: the unavailable rule sends it to a mobile.
+            return {
+                **base,
+                "action": "extension",
+                "class": "internal",
+                "e164": None,
+                "targets": [{"tenant_id": str(tenant_id), "extension": "108"}],
+                "failure_rules": {
+                    "unavailable": {"kind": "external", "e164": "+393351234567"},
+                    "busy": None,
+                    "no_answer": None,
+                },
+            }
         if digits == "1409" and peer is not None:
             # Inter-company digit 1: Milan reaches Rome's 409 (a call of Milan's station).
             return {
@@ -483,3 +500,27 @@ async def test_a_phone_behind_nat_is_reached_at_its_source_address(
         assert ack.method == "ACK"
         result = await asyncio.wait_for(call, 60)
     assert result.returncode == 0, result.errors or result.stderr[-2000:]
+
+
+async def test_unavailable_forwards_to_a_mobile_through_the_carrier(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    await provision(extension="108")  # a device, but nothing registered
+    stub = contract_app(caller.tenant_id)
+    plug(harness, stub)
+    carrier_port = free_port()
+    _sip(harness).calls.settings.carrier_uri = f"sip:127.0.0.1:{carrier_port}"  # type: ignore[attr-defined]
+    carrier = await uas(harness, sipp, None, tmp_path, carrier_port)
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(caller, "108")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(carrier)
+        [ended] = await probe.wait_for("call.ended")
+    forwarded = stub.state.seen["route"][1]
+    assert forwarded["forwarded_from"] == "108" and forwarded["extension"] == "108"
+    [asked] = stub.state.seen["authorize"]
+    assert asked["class"] == "mobile" and asked["extension"] == "108"
+    assert ended.data.forwarded_from == "108" and ended.data.extension == "108"
+    assert ended.data.callee == "+393351234567" and ended.data.call_class == "mobile"
+    assert ended.data.disposition == "answered"
