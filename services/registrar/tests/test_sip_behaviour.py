@@ -233,3 +233,22 @@ async def test_restart_keeps_bindings_and_refreshes(
     [binding] = response.json()
     assert binding["binding_id"] == str(before.binding_id)
     assert 2900 < binding["expires"] <= 3000
+
+
+async def test_a_refresh_extends_the_same_binding(
+    harness: ServiceHarness, provision: Provision
+) -> None:
+    phone = await provision()
+    async with SipClient(_port(harness)) as client:
+        first = await _register(client, phone, expires=60)
+        refreshed = await _register(client, phone, expires=600)
+    assert "expires=60" in (first.get("contact") or "")
+    [contact] = refreshed.all("contact")
+    assert 590 <= int(contact.split("expires=")[1]) <= 600
+    [binding] = _sip(harness).location.bindings((phone.tenant_id, "101"))
+    assert binding.expires_in() > 590
+    response = await harness.client.get(
+        "/v1/tenants/bellavista/line-status/101", headers=harness.mint.headers("operator")
+    )
+    [shown] = response.json()
+    assert shown["binding_id"] == str(binding.binding_id) and shown["expires"] > 590

@@ -289,7 +289,7 @@ class Location:
 
     def refresh(self, b: Binding) -> None:
         """A binding changed only in memory (a refresh); the writer flushes it later."""
-        heapq.heappush(self._heap, (b.expires_at, b.binding_id, b.key))
+        self._put(b)
         self._dirty[b.binding_id] = b
 
     async def commit(self, change: Change) -> None:
