@@ -592,9 +592,12 @@ class CallControl:
             return
         relay = self.relays.get(via.branch)
         if relay is not None:
+            data = upstream.encode()
             if (resp.status or 0) >= 200:
                 del self.relays[via.branch]
-            self._send_source(upstream.encode(), relay.origin)
+                # A retransmission of the request gets this final response again.
+                self.transactions.complete(transaction_key(relay.request), data)
+            self._send_source(data, relay.origin)
             return
         found = self.branches.get(via.branch)
         if found is None:
