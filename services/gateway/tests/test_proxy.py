@@ -186,3 +186,22 @@ async def test_changes_made_by_another_replica_reach_the_proxy_within_seconds(
         return revoked.status_code == 401 and closed.status_code == 404
 
     await until(settled, timeout=5, message="revocation and closure seen by this replica")
+
+
+async def test_a_tenant_user_clicks_to_dial_only_from_its_own_extension(
+    proxied: tuple[ServiceHarness, Upstream],
+) -> None:
+    h, up = proxied
+    w = await build_world(h)
+    c = h.client
+    call = {"extension": "101", "destination": "+390612345678"}
+    r = await c.post("/v1/tenants/acme/calls", json=call, headers=w.user_a)
+    assert r.status_code == 202, r.text
+    before = len(up.seen)
+    r = await c.post("/v1/tenants/acme/calls", json={**call, "extension": "100"}, headers=w.user_a)
+    assert r.status_code == 403
+    assert len(up.seen) == before
+    # The tenant's admin (a receptionist) may ring any of its extensions.
+    r = await c.post("/v1/tenants/acme/calls", json={**call, "extension": "100"}, headers=w.admin_a)
+    assert r.status_code == 202
+    assert (await c.post("/v1/tenants/acme/calls", json=call, headers=w.admin_b)).status_code == 404

@@ -46,6 +46,7 @@ from .models import (
     TenantCreate,
     TenantPublic,
     TenantUpdate,
+    User,
     UserCreate,
     UserPublic,
     UserUpdate,
@@ -718,6 +719,13 @@ async def list_webhook_attempts(
 # -- click-to-dial and live events -------------------------------------------------------------
 
 
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 class CallRequest(BaseModel):
     """Rings `extension` first, then calls `destination` (RFC 3725 third-party call control)."""
 
@@ -741,6 +749,14 @@ async def click_to_dial(
 ) -> Response:
     """Click-to-dial: asks the registrar to originate (JWT or API key with calls:write)."""
     require_scope(principal, "calls", "write")
+    if principal.claims.role is Role.tenant_user and principal.api_key_id is None:
+        # A tenant user rings its own phone, not a colleague's.
+        user_id = _uuid_or_none(principal.claims.sub)
+        user = await session.get(User, user_id) if user_id else None
+        if user is None or user.extension != data.extension:
+            raise Problem(
+                403, "Forbidden", "a tenant user may click-to-dial only from its own extension"
+            )
     await session.close()
     return await forward(
         request,
