@@ -14,12 +14,13 @@ import uuid
 from typing import Any
 
 import aio_pika
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from centralino_proto.bus import Consumer, Outbox, OutboxRelay
 from centralino_proto.db import make_engine, make_sessionmaker, plumbing_metadata
 from centralino_proto.events import Envelope, UserDeleted
 from centralino_proto.testing import AMQP_URL, delete_bus, fresh_database, test_bus_names
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def through_outbox(events: int, producers: int) -> float:

@@ -179,8 +179,9 @@ async def drain(queue: object) -> tuple[set[str], dict[str, set[str]]]:
 
 
 def bench_registrar(work: Path) -> tuple[int, int]:
-    from centralino_proto.testing import delete_bus, drop_database
     from run import prepare_registrar
+
+    from centralino_proto.testing import delete_bus, drop_database
 
     tag = uuid.uuid4().hex[:8]
     database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/bench_calls_{tag}"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from centralino_proto.testing import delete_bus, drop_database, fresh_database, test_bus_names
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,6 +19,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from centralino_proto.events import CallClass, CallEnded, Direction, Disposition, Envelope
 from centralino_proto.testing import (
     TokenMint,
@@ -33,8 +36,6 @@ from centralino_rating.decks import import_deck, load_index
 from centralino_rating.ledger import lock_account, utcnow
 from centralino_rating.lpm import PrefixIndex
 from centralino_rating.main import create_app
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 PG_LPM = """
 SELECT prefix, destination, (rate_per_minute * 1000000)::bigint, (connection_fee * 1000000)::bigint,

@@ -176,6 +176,8 @@ def rss_kib(pid: int) -> int:
 
 async def prepare_registrar(database_url: str, accounts: list[tuple[str, str]]) -> uuid.UUID:
     """A fresh database, migrated, with one tenant and a device per account (HA1 only)."""
+    from sqlalchemy import insert
+
     from centralino_proto.events import TenantCreated, TenantKind
     from centralino_proto.service import ServiceRuntime, migrate
     from centralino_proto.tenancy import upsert_tenant
@@ -184,7 +186,6 @@ async def prepare_registrar(database_url: str, accounts: list[tuple[str, str]]) 
     from centralino_registrar.main import MIGRATIONS
     from centralino_registrar.models import Device
     from centralino_registrar.sip.digest import ha1
-    from sqlalchemy import insert
 
     name = database_url.rsplit("/", 1)[1]
     await fresh_database(name)

@@ -25,6 +25,8 @@ from typing import Any
 
 import asyncpg
 import httpx
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from centralino_proto.service import migrate
 from centralino_proto.testing import (
     PG_ADMIN_URL,
@@ -38,7 +40,6 @@ from centralino_routing.decide import Router, RouteRequest
 from centralino_routing.main import MIGRATIONS
 from centralino_routing.numbering import NumberingError, classify
 from centralino_routing.plan import DialPlans, build_plans
-from sqlalchemy.ext.asyncio import create_async_engine
 
 HERE = Path(__file__).resolve().parent
 DB = "bench_route"

@@ -15,13 +15,14 @@ from typing import Annotated, Any
 
 import asyncpg
 import uvicorn
+from fastapi import Depends
+from fastapi.responses import JSONResponse
+
 from centralino_proto.auth import Claims, JWKSVerifier
 from centralino_routing.api import route_claims
 from centralino_routing.config import Settings
 from centralino_routing.decide import RouteRequest
 from centralino_routing.main import create_app
-from fastapi import Depends
-from fastapi.responses import JSONResponse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import SqlRouter

@@ -11,11 +11,12 @@ import os
 import uuid
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from centralino_proto.bus import Consumer, Outbox, OutboxRelay
 from centralino_proto.db import make_engine, make_sessionmaker
 from centralino_proto.events import Envelope, UserDeleted
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def produce(args: argparse.Namespace) -> None:

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import text
+
 from centralino_proto.db import make_engine, plumbing_metadata
 from centralino_proto.testing import delete_bus, fresh_database, test_bus_names
-from sqlalchemy import text
 
 
 @pytest.fixture

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 import uvicorn
-from centralino_proto.auth import Claims, InvalidToken, JWKSVerifier, Role
-from centralino_proto.testing import TokenMint
 from fastapi import FastAPI
 from jose import jwt
+
+from centralino_proto.auth import Claims, InvalidToken, JWKSVerifier, Role
+from centralino_proto.testing import TokenMint
 
 
 async def test_valid_token_gives_its_claims() -> None:

@@ -12,12 +12,13 @@ from typing import Any
 
 import aio_pika
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
 from centralino_proto.bus import Consumer, Outbox, OutboxRelay
 from centralino_proto.db import make_engine, make_sessionmaker
 from centralino_proto.events import Envelope, UserDeleted
 from centralino_proto.testing import AMQP_URL, BusProbe, until
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 ACTOR = Path(__file__).with_name("bus_actor.py")
 

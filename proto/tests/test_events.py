@@ -4,6 +4,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
+
 from centralino_proto import schemas
 from centralino_proto.events import (
     CallClass,
@@ -14,7 +16,6 @@ from centralino_proto.events import (
     Envelope,
     event_types,
 )
-from pydantic import ValidationError
 
 
 def test_committed_schemas_match_the_declarations() -> None:

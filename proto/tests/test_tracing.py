@@ -4,6 +4,12 @@ import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fastapi import APIRouter
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from centralino_proto.db import make_engine, plumbing_metadata
 from centralino_proto.events import Envelope, UserDeleted
 from centralino_proto.service import create_service_app
@@ -11,11 +17,6 @@ from centralino_proto.settings import ServiceSettings
 from centralino_proto.telemetry import setup_tracing
 from centralino_proto.testing import TokenMint, serve_app, until
 from centralino_proto.web import SessionDep
-from fastapi import APIRouter
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 class DemoSettings(ServiceSettings):

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from centralino_portability.config import Settings
 from centralino_portability.main import create_app
 from centralino_portability.migration_code import check_character

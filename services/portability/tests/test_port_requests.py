@@ -6,10 +6,11 @@ import itertools
 import uuid
 from typing import Any
 
-from centralino_portability import calendar
-from centralino_proto.testing import ServiceHarness
 from PIL import Image
 from pypdf import PdfReader
+
+from centralino_portability import calendar
+from centralino_proto.testing import ServiceHarness
 
 from .conftest import ROME_TEMPORARY, TAX_CODE, VAT_NUMBER, FakeClock, Portal, code_for, rome
 

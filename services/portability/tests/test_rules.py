@@ -3,11 +3,12 @@
 from datetime import date
 
 import pytest
+from stdnum.it import codicefiscale
+
 from centralino_portability import calendar, migration_code
 from centralino_portability.config import DEFAULT_COS_VALUES
 from centralino_portability.identity import tax_code_problem, vat_number_problem
 from centralino_portability.numbers import NumberProblem, parse, parse_root
-from stdnum.it import codicefiscale
 
 
 def validate(code: str, strict: bool = False) -> migration_code.Validation:

@@ -9,10 +9,11 @@ from functools import partial
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
+
 from centralino_portability.config import Settings
 from centralino_portability.main import create_app
 from centralino_proto.testing import ServiceHarness, until
-from fastapi import FastAPI
 
 from .conftest import FakeClock, Portal
 

@@ -3,6 +3,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from centralino_proto.testing import ServiceHarness, service_under_test
 from centralino_rating.config import Settings
 from centralino_rating.main import create_app

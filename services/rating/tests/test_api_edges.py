@@ -1,7 +1,8 @@
 """Edges of the HTTP API: problem+json on bad input, roles, plans, quotes."""
 
-from centralino_proto.testing import ServiceHarness
 from rating_helpers import import_deck
+
+from centralino_proto.testing import ServiceHarness
 
 
 async def test_plans_quotes_and_subscriptions_refuse_bad_input(harness: ServiceHarness) -> None:

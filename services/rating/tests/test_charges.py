@@ -5,12 +5,13 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from rating_helpers import balance, d, top_up
+from sqlalchemy import update
+
 from centralino_proto.events import LinkCreated, NumberAssigned, NumberReleased, TenantCreated
 from centralino_proto.testing import ServiceHarness, until
 from centralino_rating.charges import run_recurring
 from centralino_rating.models import Did, Subscription
-from rating_helpers import balance, d, top_up
-from sqlalchemy import update
 
 
 async def _equal(value: Awaitable[object], expected: object) -> bool:

@@ -4,9 +4,10 @@ import asyncio
 import uuid
 from decimal import Decimal
 
+from rating_helpers import authorize, balance, call_ended, d, import_deck, top_up
+
 from centralino_proto.events import CallClass
 from centralino_proto.testing import ServiceHarness
-from rating_helpers import authorize, balance, call_ended, d, import_deck, top_up
 
 
 async def test_100_concurrent_authorizations_never_overspend(short_calls: ServiceHarness) -> None:

@@ -6,11 +6,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from rating_helpers import import_deck
+from sqlalchemy import text
+
 from centralino_proto.testing import ServiceHarness, until
 from centralino_rating.decks import DeckCache
 from centralino_rating.decks import import_deck as import_rows
-from rating_helpers import import_deck
-from sqlalchemy import text
 
 HEADER = "prefix,destination,rate_per_minute,connection_fee,billing_increment,minimum_seconds,effective_from\n"
 

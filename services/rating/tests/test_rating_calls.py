@@ -5,9 +5,10 @@ import json
 from decimal import ROUND_HALF_UP, Decimal
 
 import aio_pika
+from rating_helpers import authorize, balance, call_ended, d, handled, import_deck, top_up
+
 from centralino_proto.events import CallClass, Direction, Envelope
 from centralino_proto.testing import AMQP_URL, ServiceHarness, until
-from rating_helpers import authorize, balance, call_ended, d, handled, import_deck, top_up
 
 SIX = Decimal("0.000001")
 

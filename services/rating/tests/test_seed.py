@@ -2,10 +2,11 @@
 
 from decimal import Decimal
 
+from rating_helpers import authorize, balance, d
+
 from centralino_proto.demo import BELLAVISTA, ROSSI_MILANO, ROSSI_ROMA
 from centralino_proto.testing import ServiceHarness
 from centralino_rating.seed import seed
-from rating_helpers import authorize, balance, d
 
 
 async def test_seed_is_idempotent_and_matches_the_demo(harness: ServiceHarness) -> None:

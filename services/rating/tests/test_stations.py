@@ -4,9 +4,10 @@ import csv
 import io
 from decimal import Decimal
 
+from rating_helpers import call_ended, import_deck, top_up
+
 from centralino_proto.events import CallClass
 from centralino_proto.testing import ServiceHarness
-from rating_helpers import call_ended, import_deck, top_up
 
 
 async def test_station_spend_statement_and_checkout(harness: ServiceHarness) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from centralino_proto.testing import ServiceHarness, service_under_test
 from centralino_registrar.config import Settings
 from centralino_registrar.main import create_app

@@ -12,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
 from centralino_proto.testing import ServiceHarness, serve_app
 from centralino_registrar.main import create_app
-from fastapi import FastAPI
 
 from .conftest import SIPP_DIR, Phone, Provision, Sipp, free_port
 from .test_sip_behaviour import _sip

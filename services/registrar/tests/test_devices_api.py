@@ -3,12 +3,13 @@
 import hashlib
 import uuid
 
+from sqlmodel import select
+
 from centralino_proto.demo import BELLAVISTA, ROSSI_MILANO
 from centralino_proto.events import ExtensionDeleted
 from centralino_proto.testing import ServiceHarness, until
 from centralino_registrar.models import Device
 from centralino_registrar.seed import seed
-from sqlmodel import select
 
 from .conftest import Provision, SipClient, challenge_of, digest_authorization
 from .test_sip_behaviour import _port, _register, _sip

@@ -1,6 +1,9 @@
 """The SIP parser against RFC 4475 torture messages, and a property-based fuzz."""
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from centralino_registrar.sip.message import (
     Malformed,
     SipMessage,
@@ -11,8 +14,6 @@ from centralino_registrar.sip.message import (
     parse_via,
 )
 from centralino_registrar.sip.transaction import make_response
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def wire(text: str, body: str = "") -> bytes:

@@ -2,6 +2,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+
 from centralino_proto.testing import ServiceHarness, service_under_test
 from centralino_routing.config import Settings
 from centralino_routing.main import create_app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from centralino_proto.demo import BELLAVISTA, ROSSI_MILANO, ROSSI_ROMA, DemoTenant
 from centralino_proto.testing import ServiceHarness
 

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+
 from centralino_proto.demo import BELLAVISTA, ROSSI_MILANO, ROSSI_ROMA, DemoTenant
 from centralino_proto.testing import ServiceHarness
 

@@ -1,6 +1,7 @@
 """The Italian numbering plan: dial strings to E.164 and a class (pure, no I/O)."""
 
 import pytest
+
 from centralino_proto.events import CallClass
 from centralino_routing.numbering import NumberingError, classify
 

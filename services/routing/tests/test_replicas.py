@@ -7,12 +7,13 @@ import asyncio
 import time
 from typing import Any
 
+from sqlalchemy import text
+
 from centralino_proto.demo import BELLAVISTA
 from centralino_proto.testing import ServiceHarness, serve_app, until
 from centralino_routing.decide import RouteRequest
 from centralino_routing.main import create_app
 from centralino_routing.replica import PlanKeeper
-from sqlalchemy import text
 
 WORKDAY = "2026-11-25T10:00:00+01:00"
 

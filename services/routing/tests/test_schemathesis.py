@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
+
 from centralino_proto.demo import ROSSI_ROMA
 from centralino_proto.testing import ServiceHarness, until
 from centralino_routing.config import Settings
 from centralino_routing.main import create_app
-from fastapi import FastAPI
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
 

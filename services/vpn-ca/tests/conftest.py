@@ -2,6 +2,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from centralino_proto.testing import ServiceHarness, service_under_test
 from centralino_vpn_ca import pki
 from centralino_vpn_ca.config import Settings

@@ -4,10 +4,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from centralino_proto.events import TenantCreated
-from centralino_proto.testing import ServiceHarness, until
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from centralino_proto.events import TenantCreated
+from centralino_proto.testing import ServiceHarness, until
 
 
 def openssl(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -375,10 +376,11 @@ async def test_concurrent_creation_makes_one_ca(harness: ServiceHarness) -> None
 async def test_crls_are_re_signed_before_they_expire(harness: ServiceHarness) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from centralino_vpn_ca.main import refresh_crls
-    from centralino_vpn_ca.models import CertificateAuthority
     from sqlalchemy import update
     from sqlmodel import col
+
+    from centralino_vpn_ca.main import refresh_crls
+    from centralino_vpn_ca.models import CertificateAuthority
 
     tenant_id, headers = await make_ca(harness, "bellavista")
     before = (await harness.client.get("/v1/tenants/bellavista/ca", headers=headers)).json()

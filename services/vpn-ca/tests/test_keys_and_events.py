@@ -6,15 +6,16 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from pydantic import ValidationError
+
 from centralino_proto.events import DeviceDeleted
 from centralino_proto.settings import libpq_url
 from centralino_proto.testing import ServiceHarness, until
 from centralino_vpn_ca import pki
 from centralino_vpn_ca.config import DEV_KEK, Settings
 from centralino_vpn_ca.vault import KeyVault, SealError
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from pydantic import ValidationError
 
 
 async def test_keys_at_rest_need_the_kek(harness: ServiceHarness) -> None:

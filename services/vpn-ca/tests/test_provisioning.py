@@ -6,11 +6,12 @@ import uuid
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
+from sqlmodel import col
+
 from centralino_proto.testing import ServiceHarness
 from centralino_vpn_ca.bundles import phone_models
 from centralino_vpn_ca.models import ProvisioningToken
-from sqlalchemy import update
-from sqlmodel import col
 
 BASE = "/v1/tenants/bellavista"
 

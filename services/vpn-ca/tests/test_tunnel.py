@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from centralino_proto.testing import ServiceHarness, service_under_test
 
 UNDERLAY_SERVER = "10.199.1.1"

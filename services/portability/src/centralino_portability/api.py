@@ -10,11 +10,12 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated
 
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+
 from centralino_proto.auth import Claims
 from centralino_proto.service import ServiceRuntime
 from centralino_proto.tenancy import TenantDep
 from centralino_proto.web import ClaimsDep, Problem, SessionDep
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 
 from . import attachments, calendar, consent, migration_code, ports
 from .config import Settings

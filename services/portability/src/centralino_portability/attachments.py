@@ -8,11 +8,12 @@ import uuid
 from datetime import datetime
 
 import filetype
-from centralino_proto.web import Problem
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 from sqlmodel import col
+
+from centralino_proto.web import Problem
 
 from .models import Attachment, AttachmentKind, PortRequest, TimelineEntry, TimelineKind
 

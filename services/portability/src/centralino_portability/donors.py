@@ -15,10 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from centralino_proto.service import ServiceRuntime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+
+from centralino_proto.service import ServiceRuntime
 
 from . import calendar, migration_code
 from .config import Settings

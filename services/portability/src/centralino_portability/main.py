@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fastapi import FastAPI, Request, Response
+
 from centralino_proto.auth import JWKSVerifier
 from centralino_proto.service import ServiceRuntime, create_service_app
 from centralino_proto.web import Problem
-from fastapi import FastAPI, Request, Response
 
 from . import tenant_numbers
 from .api import router

@@ -8,12 +8,13 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from centralino_proto.db import service_registry
 from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Identity, Index, LargeBinary, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from centralino_proto.db import service_registry
 
 
 def _printable(value: str) -> str:

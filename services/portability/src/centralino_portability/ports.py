@@ -8,15 +8,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
 from centralino_proto.auth import Claims, Role
 from centralino_proto.bus import Outbox
 from centralino_proto.db import tenant_directory
 from centralino_proto.events import PortCompleted, PortRequested, PortStateChanged
 from centralino_proto.web import Problem
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from . import calendar, migration_code
 from .config import Settings

@@ -9,12 +9,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from centralino_proto.events import Envelope, NumberAssigned, NumberReleased
-from centralino_proto.service import ServiceRuntime
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+
+from centralino_proto.events import Envelope, NumberAssigned, NumberReleased
+from centralino_proto.service import ServiceRuntime
 
 from .models import TenantNumber
 from .numbers import NumberProblem, parse

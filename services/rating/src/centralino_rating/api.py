@@ -10,15 +10,16 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select, tuple_
+from sqlmodel import col
+
 from centralino_proto.auth import Claims, Role
 from centralino_proto.events import CallClass, LedgerEntryKind, Money
 from centralino_proto.service import ServiceRuntime
 from centralino_proto.tenancy import Tenant, TenantDep
 from centralino_proto.web import ClaimsDep, Problem, SessionDep
-from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import func, select, tuple_
-from sqlmodel import col
 
 from .calls import authorize as authorize_call
 from .calls import station_markup

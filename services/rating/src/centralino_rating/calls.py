@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
 from centralino_proto.bus import Outbox
 from centralino_proto.db import tenant_directory
 from centralino_proto.events import (
@@ -19,9 +23,6 @@ from centralino_proto.events import (
     LedgerEntryKind,
 )
 from centralino_proto.events import Disposition as CallDisposition
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from .decks import DeckCache
 from .ledger import (

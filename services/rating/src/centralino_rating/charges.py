@@ -7,11 +7,12 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from centralino_proto.bus import Outbox
-from centralino_proto.events import LedgerEntryKind
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
+
+from centralino_proto.bus import Outbox
+from centralino_proto.events import LedgerEntryKind
 
 from .ledger import add_months, charge_plan_fee, current_subscription, lock_account, post_entry
 from .models import Did, Plan, Subscription

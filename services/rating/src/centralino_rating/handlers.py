@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from centralino_proto.events import (
     CallEnded,
     Envelope,
@@ -13,7 +15,6 @@ from centralino_proto.events import (
     TenantCreated,
 )
 from centralino_proto.service import ServiceRuntime
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from .calls import rate_call
 from .charges import assign_did, charge_link_setup, release_did

@@ -13,6 +13,11 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
 from centralino_proto.bus import Outbox
 from centralino_proto.events import (
     CreditChanged,
@@ -21,10 +26,6 @@ from centralino_proto.events import (
     Event,
     LedgerEntryKind,
 )
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from .models import Account, LedgerEntry, Plan, Reservation, Subscription
 from .pricing import ZERO, money

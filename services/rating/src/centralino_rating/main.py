@@ -6,9 +6,10 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from centralino_proto.auth import JWKSVerifier
 from centralino_proto.service import ServiceRuntime, create_service_app
-from fastapi import FastAPI
 
 from .api import router
 from .charges import run_recurring

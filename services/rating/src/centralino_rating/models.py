@@ -6,7 +6,6 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from centralino_proto.db import service_registry
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -21,6 +20,8 @@ from sqlalchemy import (
     text,
 )
 from sqlmodel import Field, SQLModel
+
+from centralino_proto.db import service_registry
 
 
 def utcnow() -> datetime:

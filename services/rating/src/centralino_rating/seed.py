@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlmodel import col
+
 from centralino_proto.demo import BELLAVISTA, ROSSI_MILANO, ROSSI_ROMA, seed_tenant_directory
 from centralino_proto.events import LedgerEntryKind
 from centralino_proto.service import ServiceRuntime
-from sqlalchemy import select
-from sqlmodel import col
 
 from .charges import subscribe_plan
 from .decks import import_deck, parse_effective

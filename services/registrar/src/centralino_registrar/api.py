@@ -7,13 +7,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
+from fastapi import APIRouter, Path, Request, Response
+from pydantic import BaseModel, Field
+
 from centralino_proto.auth import Role
 from centralino_proto.events import UnregisterReason
 from centralino_proto.service import ServiceRuntime
 from centralino_proto.tenancy import Tenant, TenantDep
 from centralino_proto.web import ClaimsDep, Problem, SessionDep
-from fastapi import APIRouter, Path, Request, Response
-from pydantic import BaseModel, Field
 
 from . import devices as service
 from .location import Binding

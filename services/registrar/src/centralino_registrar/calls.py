@@ -18,6 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from prometheus_client import Counter
+from sqlalchemy import Executable, Table, delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from centralino_proto.bus import Outbox
 from centralino_proto.events import (
     CallAnswered,
@@ -29,10 +34,6 @@ from centralino_proto.events import (
 )
 from centralino_proto.tenancy import Tenant
 from centralino_proto.web import Problem
-from prometheus_client import Counter
-from sqlalchemy import Executable, Table, delete, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .config import Settings
 from .directory import Directory

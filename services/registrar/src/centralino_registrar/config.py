@@ -2,8 +2,9 @@
 
 from typing import ClassVar
 
-from centralino_proto.settings import ServiceSettings
 from pydantic import SecretStr
+
+from centralino_proto.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from centralino_proto.bus import Outbox
-from centralino_proto.events import DeviceDeleted, UnregisterReason
-from centralino_proto.web import Problem
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+
+from centralino_proto.bus import Outbox
+from centralino_proto.events import DeviceDeleted, UnregisterReason
+from centralino_proto.web import Problem
 
 from .location import Location
 from .models import Device, DeviceCreate, DeviceUpdate

@@ -7,10 +7,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from centralino_proto.tenancy import Tenant, find_tenant_by_realm
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
+
+from centralino_proto.tenancy import Tenant, find_tenant_by_realm
 
 from .models import Device
 

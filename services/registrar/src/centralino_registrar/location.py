@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from centralino_proto.bus import Outbox
-from centralino_proto.events import DeviceRegistered, DeviceUnregistered, Event, Transport
-from centralino_proto.events import UnregisterReason as Reason
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Executable, Table, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlmodel import col
+
+from centralino_proto.bus import Outbox
+from centralino_proto.events import DeviceRegistered, DeviceUnregistered, Event, Transport
+from centralino_proto.events import UnregisterReason as Reason
 
 from .models import BindingRow, Device
 

@@ -3,11 +3,12 @@
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from centralino_proto.auth import JWKSVerifier
 from centralino_proto.events import Envelope, ExtensionDeleted
 from centralino_proto.service import ServiceRuntime, create_service_app
-from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import devices
 from .api import router

@@ -3,10 +3,11 @@
 import uuid
 from datetime import UTC, datetime
 
-from centralino_proto.db import service_registry
 from pydantic import field_validator
 from sqlalchemy import Column, DateTime, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from centralino_proto.db import service_registry
 
 
 class Model(SQLModel, registry=service_registry()):

@@ -9,8 +9,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from centralino_proto.events import UnregisterReason
 from prometheus_client import Counter
+
+from centralino_proto.events import UnregisterReason
 
 from .abuse import AbuseGuard
 from .config import Settings

@@ -1,5 +1,8 @@
 """The registrar service's share of the demo data (ARCHITECTURE.md); idempotent."""
 
+from sqlalchemy import select
+from sqlmodel import col
+
 from centralino_proto.demo import (
     BELLAVISTA,
     ROSSI_MILANO,
@@ -8,8 +11,6 @@ from centralino_proto.demo import (
     seed_tenant_directory,
 )
 from centralino_proto.service import ServiceRuntime
-from sqlalchemy import select
-from sqlmodel import col
 
 from .devices import create_device
 from .models import Device, DeviceCreate

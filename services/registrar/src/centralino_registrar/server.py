@@ -7,8 +7,9 @@ import logging
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from centralino_proto.service import ServiceRuntime
 from prometheus_client import Counter
+
+from centralino_proto.service import ServiceRuntime
 
 from .abuse import AbuseGuard
 from .calls import CallControl

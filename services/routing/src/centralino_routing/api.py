@@ -6,14 +6,15 @@ import time
 import uuid
 from typing import Annotated
 
-from centralino_proto.auth import Claims, InvalidToken, JWKSVerifier, Role
-from centralino_proto.bus import Outbox
-from centralino_proto.tenancy import Tenant, TenantDep, authorize_tenant
-from centralino_proto.web import ClaimsDep, Problem, SessionDep
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Histogram
+
+from centralino_proto.auth import Claims, InvalidToken, JWKSVerifier, Role
+from centralino_proto.bus import Outbox
+from centralino_proto.tenancy import Tenant, TenantDep, authorize_tenant
+from centralino_proto.web import ClaimsDep, Problem, SessionDep
 
 from . import store
 from .decide import RouteDecision, RouteRequest

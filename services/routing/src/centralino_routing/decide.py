@@ -14,8 +14,9 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from centralino_proto.events import CallClass
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from centralino_proto.events import CallClass
 
 from .models import Target, TargetKind
 from .numbering import EMERGENCY, NumberingError, classify, clean

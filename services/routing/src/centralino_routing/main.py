@@ -3,6 +3,10 @@
 from pathlib import Path
 from typing import Any
 
+from fastapi import FastAPI
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from centralino_proto.auth import JWKSVerifier
 from centralino_proto.db import tenant_directory
 from centralino_proto.events import (
@@ -14,9 +18,6 @@ from centralino_proto.events import (
 )
 from centralino_proto.service import ServiceRuntime, create_service_app
 from centralino_proto.tenancy import upsert_tenant
-from fastapi import FastAPI
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from . import store
 from .api import link_router, router, tenant_router

@@ -8,13 +8,14 @@ from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Annotated, Any
 
-from centralino_proto.db import service_registry
-from centralino_proto.events import CallClass, ExtensionKind
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, UniqueConstraint, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
+
+from centralino_proto.db import service_registry
+from centralino_proto.events import CallClass, ExtensionKind
 
 from .numbering import E164
 

@@ -19,10 +19,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import holidays
-from centralino_proto.db import tenant_directory
-from centralino_proto.events import CallClass
 from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from centralino_proto.db import tenant_directory
+from centralino_proto.events import CallClass
 
 from .models import PERMISSION_CLASSES, ForwardCondition, Target
 from .numbering import NumberingError, classify

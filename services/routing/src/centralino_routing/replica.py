@@ -18,10 +18,11 @@ from collections.abc import Iterable
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from prometheus_client import Counter, Gauge, Histogram
+
 from centralino_proto.bus import declare_exchange
 from centralino_proto.events.routing import DialplanChanged
 from centralino_proto.service import ServiceRuntime
-from prometheus_client import Counter, Gauge, Histogram
 
 from .decide import Router
 from .plan import DialPlans, build_plans, stored_versions

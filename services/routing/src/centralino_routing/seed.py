@@ -1,5 +1,8 @@
 """The routing service's share of the demo data (ARCHITECTURE.md); idempotent."""
 
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
 from centralino_proto.demo import (
     BELLAVISTA,
     ROSSI_MILANO,
@@ -11,8 +14,6 @@ from centralino_proto.demo import (
 from centralino_proto.events import ExtensionKind
 from centralino_proto.service import ServiceRuntime
 from centralino_proto.tenancy import Tenant, find_tenant
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
 
 from . import store
 from .models import (

@@ -14,6 +14,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sqlalchemy import delete, func, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
 from centralino_proto.bus import Outbox
 from centralino_proto.events import (
     ExtensionCreated,
@@ -27,11 +33,6 @@ from centralino_proto.events import (
 from centralino_proto.events.routing import DialplanChanged
 from centralino_proto.tenancy import Tenant
 from centralino_proto.web import Problem
-from sqlalchemy import delete, func, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
 
 from .models import (
     MAX_LINK_MEMBERS,

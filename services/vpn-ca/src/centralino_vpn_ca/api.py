@@ -5,14 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509 import load_pem_x509_crl
+from fastapi import APIRouter, Depends, Query, Request, Response
+
 from centralino_proto.auth import Claims, Role
 from centralino_proto.bus import Outbox
 from centralino_proto.service import ServiceRuntime
 from centralino_proto.tenancy import Tenant, TenantDep
 from centralino_proto.web import ClaimsDep, Problem, SessionDep
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509 import load_pem_x509_crl
-from fastapi import APIRouter, Depends, Query, Request, Response
 
 from . import ca as domain
 from . import provisioning

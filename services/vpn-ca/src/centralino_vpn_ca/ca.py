@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from centralino_proto.bus import Outbox
-from centralino_proto.events import CertIssued, CertRevoked
-from centralino_proto.web import Problem
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
+
+from centralino_proto.bus import Outbox
+from centralino_proto.events import CertIssued, CertRevoked
+from centralino_proto.web import Problem
 
 from . import pki
 from .config import Settings

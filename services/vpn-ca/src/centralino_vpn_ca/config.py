@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from centralino_proto.settings import ServiceSettings
 from pydantic import Field, SecretStr, model_validator
+
+from centralino_proto.settings import ServiceSettings
 
 KeyAlgorithm = Literal["ecdsa-p256", "rsa-2048", "rsa-3072"]
 

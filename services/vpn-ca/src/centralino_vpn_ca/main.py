@@ -8,12 +8,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from centralino_proto.auth import JWKSVerifier
-from centralino_proto.events import DeviceDeleted, Envelope, TenantCreated
-from centralino_proto.service import ServiceRuntime, create_service_app
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
+
+from centralino_proto.auth import JWKSVerifier
+from centralino_proto.events import DeviceDeleted, Envelope, TenantCreated
+from centralino_proto.service import ServiceRuntime, create_service_app
 
 from . import ca as domain
 from .api import router

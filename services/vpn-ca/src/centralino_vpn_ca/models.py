@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import pydantic
-from centralino_proto.db import service_registry
 from pydantic import BaseModel, field_validator
 from sqlalchemy import BigInteger, Column, DateTime, Identity, LargeBinary, String
 from sqlmodel import Field, SQLModel
+
+from centralino_proto.db import service_registry
 
 from .pki import REVOCATION_REASONS
 

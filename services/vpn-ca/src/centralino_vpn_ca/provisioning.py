@@ -7,9 +7,10 @@ import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from centralino_proto.web import Problem
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
+
+from centralino_proto.web import Problem
 
 from .bundles import Bundle, IncompatibleModel, build_bundle, check_compatible, phone_models
 from .ca import CaContext, client_material, endpoint_of, get_certificate, require_ca
