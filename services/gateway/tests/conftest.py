@@ -9,11 +9,12 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
 from centralino_gateway.config import Settings
 from centralino_gateway.main import create_app
 from centralino_proto.testing import ServiceHarness, service_under_test, until
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 # Fast retries so a test sees backoff and recovery in seconds, not minutes.
 FAST = {

@@ -1,9 +1,10 @@
 import uuid
 
+from sqlalchemy import text
+
 from centralino_gateway.seed import seed
 from centralino_proto.demo import BELLAVISTA, RESELLER_ID, TENANTS
 from centralino_proto.testing import ServiceHarness
-from sqlalchemy import text
 
 from .conftest import bearer, build_world, token
 

@@ -1,14 +1,15 @@
 import time
 
 import pytest
+from jose import jwt
+from pydantic import ValidationError
+from sqlalchemy import select
+
 from centralino_gateway.config import Settings
 from centralino_gateway.models import SigningKey
 from centralino_gateway.seed import seed
 from centralino_proto.auth import InvalidToken, JWKSVerifier, Role, ServiceToken
 from centralino_proto.testing import ServiceHarness
-from jose import jwt
-from pydantic import ValidationError
-from sqlalchemy import select
 
 from .conftest import bearer, serve, token
 

@@ -21,9 +21,10 @@ async def test_errors_are_problem_json(harness: ServiceHarness) -> None:
 async def test_migrations_match_the_models(harness: ServiceHarness) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
+    from sqlalchemy import MetaData
+
     from centralino_gateway.models import Model
     from centralino_proto.db import plumbing_metadata
-    from sqlalchemy import MetaData
 
     metadata = MetaData()
     for source in (Model.metadata, plumbing_metadata):

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+
 from centralino_gateway.config import Settings
 from centralino_gateway.main import create_app
 from centralino_proto.events import DeviceRegistered, Transport

@@ -1,8 +1,9 @@
 import json
 
+from sqlalchemy import text
+
 from centralino_proto.auth import JWKSVerifier, Role
 from centralino_proto.testing import ServiceHarness, until
-from sqlalchemy import text
 
 from .conftest import Upstream, build_world
 

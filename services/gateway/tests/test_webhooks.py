@@ -3,12 +3,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fastapi import FastAPI, Request, Response
+from standardwebhooks import Webhook
+
 from centralino_gateway.config import Settings
 from centralino_gateway.webhooks import check_url
 from centralino_proto.testing import ServiceHarness, until
 from centralino_proto.web import Problem
-from fastapi import FastAPI, Request, Response
-from standardwebhooks import Webhook
 
 from .conftest import build_world, free_port, serve
 

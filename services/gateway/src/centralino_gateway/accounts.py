@@ -5,6 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
 from centralino_proto.auth import Claims, Role
 from centralino_proto.bus import Outbox
 from centralino_proto.events import (
@@ -16,9 +20,6 @@ from centralino_proto.events import (
     UserUpdated,
 )
 from centralino_proto.web import Problem
-from sqlalchemy import delete, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from .models import (
     TENANT_ROLES,

@@ -9,14 +9,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from centralino_proto.auth import Claims, Role
-from centralino_proto.events import event_types
-from centralino_proto.web import Problem, SessionDep
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import func, select
 from sqlmodel import col
 from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from centralino_proto.auth import Claims, Role
+from centralino_proto.events import event_types
+from centralino_proto.web import Problem, SessionDep
 
 from . import accounts, sessions, webhooks
 from .deps import (

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from centralino_proto.settings import PLACEHOLDER_SECRETS, ServiceSettings
 from pydantic import SecretStr, model_validator
+
+from centralino_proto.settings import PLACEHOLDER_SECRETS, ServiceSettings
 
 # Marks the development key-encryption key; refused in production like any placeholder.
 DEV_KEK = "dev-key-encryption-key"

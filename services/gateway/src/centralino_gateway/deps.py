@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
-from centralino_proto.auth import Claims, InvalidToken, Role
-from centralino_proto.service import ServiceRuntime
-from centralino_proto.web import Problem, SessionDep
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+
+from centralino_proto.auth import Claims, InvalidToken, Role
+from centralino_proto.service import ServiceRuntime
+from centralino_proto.web import Problem, SessionDep
 
 from .caches import RevocationList, TenantScopes
 from .config import Settings

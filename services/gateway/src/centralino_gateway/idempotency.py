@@ -6,13 +6,14 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
-from centralino_proto.service import ServiceRuntime
-from centralino_proto.web import Problem
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from centralino_proto.service import ServiceRuntime
+from centralino_proto.web import Problem
 
 from .models import IdempotencyRecord, utcnow
 

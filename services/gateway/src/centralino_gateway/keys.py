@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from centralino_proto.auth import Claims, InvalidToken, JWKSVerifier, Role
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -20,6 +19,8 @@ from jose import jwk, jwt
 from sqlalchemy import or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
+
+from centralino_proto.auth import Claims, InvalidToken, JWKSVerifier, Role
 
 from .models import SigningKey, utcnow
 

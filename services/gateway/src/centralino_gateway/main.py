@@ -10,14 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from centralino_proto.auth import JWKSVerifier
-from centralino_proto.events import Envelope, event_types
-from centralino_proto.service import ServiceRuntime, create_service_app
-from centralino_proto.web import Problem
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from centralino_proto.auth import JWKSVerifier
+from centralino_proto.events import Envelope, event_types
+from centralino_proto.service import ServiceRuntime, create_service_app
+from centralino_proto.web import Problem
 
 from . import sessions, webhooks
 from .api import router, wellknown

@@ -4,13 +4,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from centralino_proto.auth import Role
-from centralino_proto.db import service_registry
-from centralino_proto.events import TenantKind
 from pydantic import field_validator
 from sqlalchemy import Column, DateTime, LargeBinary, String, UniqueConstraint
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
+
+from centralino_proto.auth import Role
+from centralino_proto.db import service_registry
+from centralino_proto.events import TenantKind
 
 # A DNS label: the slug is also the first label of the tenant's SIP realm.
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"

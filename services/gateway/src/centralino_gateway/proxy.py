@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import httpx
+from fastapi import APIRouter, Path, Request, Response
+
 from centralino_proto.auth import Role
 from centralino_proto.web import Problem, SessionDep
-from fastapi import APIRouter, Path, Request, Response
 
 from .deps import PrincipalDep, require_scope, runtime_of, scopes_of, settings_of
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
 from centralino_proto.auth import Claims, Role
 from centralino_proto.demo import RESELLER_ID, TENANTS
 from centralino_proto.events import TenantKind
 from centralino_proto.service import ServiceRuntime
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from . import accounts
 from .config import Settings

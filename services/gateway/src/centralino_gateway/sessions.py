@@ -6,12 +6,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from centralino_proto.auth import InvalidToken, Role
-from centralino_proto.web import Problem
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
+
+from centralino_proto.auth import InvalidToken, Role
+from centralino_proto.web import Problem
 
 from .config import SERVICE_CLIENTS, Settings
 from .keys import Keyring

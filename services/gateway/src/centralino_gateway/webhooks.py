@@ -20,12 +20,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from centralino_proto.events import Envelope, event_types
-from centralino_proto.web import Problem
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
+
+from centralino_proto.events import Envelope, event_types
+from centralino_proto.web import Problem
 
 from .config import Settings
 from .keys import Sealer
@@ -262,6 +263,8 @@ async def enqueue(session: AsyncSession, envelope: Envelope[Any]) -> None:
     for sub in subs.all():
         if sub.event_types and envelope.type not in sub.event_types:
             continue
+        if envelope.occurred_at < sub.created_at:
+            continue  # it happened before the subscription; the consumer is just late
         # Disabled subscriptions still queue: re-enabling one delivers what it missed.
         await session.execute(
             pg_insert(WebhookDelivery)
