@@ -41,6 +41,10 @@ async def test_station_spend_statement_and_checkout(harness: ServiceHarness) -> 
     assert (spend["101"]["calls"], spend["101"]["seconds"]) == (2, 180)
     assert spend["101"]["price"] == "0.035600" and spend["101"]["station_price"] == "0.046280"
     assert spend["102"]["station_price"] == "0.019500"
+    room = await harness.client.get("/v1/tenants/bellavista/stations/101", headers=admin)
+    assert room.status_code == 200 and room.json() == spend["101"]
+    unknown = await harness.client.get("/v1/tenants/bellavista/stations/999", headers=admin)
+    assert unknown.status_code == 404
 
     statement = await harness.client.get(
         "/v1/tenants/bellavista/stations/101/statement", headers=admin

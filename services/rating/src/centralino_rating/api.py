@@ -663,6 +663,17 @@ async def put_station(
     raise AssertionError("station vanished")
 
 
+@router.get(
+    "/tenants/{tenant}/stations/{extension}", response_model=StationSpend, tags=["stations"]
+)
+async def get_station(extension: str, tenant: TenantDep, session: SessionDep) -> StationSpend:
+    """One station's spend in its open period (what the front desk sees for a room)."""
+    for spend in await station_spend(tenant, session):
+        if spend.extension == extension:
+            return spend
+    raise Problem(404, "Station not found", f"no station or calls for extension {extension}")
+
+
 class StatementLine(BaseModel):
     ended_at: datetime
     e164: str | None

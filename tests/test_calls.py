@@ -1,0 +1,211 @@
+"""Calls through the real platform (issue 7): sipp phones registered with the demo
+credentials on SIP 5060, the registrar asking the real routing and rating, a sipp
+carrier on CARRIER_URI (127.0.0.1:5080), events on the real exchange."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from centralino_proto.testing import BusProbe
+
+from .conftest import GATEWAY, ROOT
+
+REGISTRAR_SIPP = ROOT / "services/registrar/tests/sipp"
+OWN_SIPP = Path(__file__).parent / "sipp"
+SIP = "127.0.0.1:5060"
+CARRIER_PORT = 5080
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def phone_row(extension: str, realm: str) -> list[str]:
+    return [extension, realm, f"[authentication username={extension} password=secret{extension}]"]
+
+
+async def sipp(
+    scenario: Path, rows: list[list[str]], tmp: Path, *, port: int | None = None
+) -> None:
+    """Runs one sipp scenario against the registrar; fails the test unless every call passed."""
+    csv = tmp / f"{scenario.stem}-{port or 'uac'}.csv"
+    csv.write_text("SEQUENTIAL\n" + "".join(";".join(r) + "\n" for r in rows))
+    proc = await asyncio.create_subprocess_exec(
+        "sipp",
+        SIP,
+        "-sf",
+        str(scenario),
+        "-inf",
+        str(csv),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port or free_port()),
+        "-m",
+        str(len(rows)),
+        "-timeout",
+        "30s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_err",
+        cwd=tmp,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    errors = "".join(p.read_text()[-2000:] for p in tmp.glob("*errors.log"))
+    assert proc.returncode == 0, f"{scenario.name}: {err.decode()[-1500:]} {errors}"
+
+
+async def answering_phone(
+    extension: str, realm: str, tmp: Path, operator: dict[str, str]
+) -> asyncio.subprocess.Process:
+    """Registers a demo extension from a port, then answers one call there (sipp UAS)."""
+    # Bindings outlive a restart: drop those an earlier run left, so only this phone rings.
+    tenant = realm.split(".")[0]
+    cleared = httpx.delete(
+        f"{GATEWAY}/v1/tenants/{tenant}/line-status/{extension}", headers=operator
+    )
+    assert cleared.status_code in (204, 404), cleared.text
+    port = free_port()
+    await sipp(REGISTRAR_SIPP / "register_auth.xml", [phone_row(extension, realm)], tmp, port=port)
+    return await uas(port, tmp)
+
+
+async def uas(port: int, tmp: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        "sipp",
+        "-sf",
+        str(REGISTRAR_SIPP / "call_uas.xml"),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        "1",
+        "-timeout",
+        "30s",
+        "-timeout_error",
+        "-nostdin",
+        cwd=tmp,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def answered(proc: asyncio.subprocess.Process) -> None:
+    _, err = await asyncio.wait_for(proc.communicate(), 40)
+    assert proc.returncode == 0, err.decode()[-1500:]
+
+
+def call_row(caller: str, digits: str, realm: str) -> list[str]:
+    return [digits, realm, f"[authentication username={caller} password=secret{caller}]", caller]
+
+
+@pytest.fixture
+async def bus(platform: None) -> AsyncIterator[BusProbe]:
+    async with BusProbe("centralino.events", ["call.*", "cdr.rated"]) as probe:
+        yield probe
+
+
+def ended_by(bus: BusProbe, caller: str, callee_part: str) -> list[Any]:
+    return [
+        e
+        for e in bus.of_type("call.ended")
+        if e.data.caller.endswith(caller) and callee_part in e.data.callee
+    ]
+
+
+async def wait_for(predicate: Any, timeout: float = 30) -> Any:
+    for _ in range(int(timeout * 10)):
+        if result := predicate():
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError("not seen on the bus in time")
+
+
+async def test_room_101_calls_room_102(
+    bus: BusProbe, operator: dict[str, str], tmp_path: Path
+) -> None:
+    realm = "bellavista.centralino.test"
+    callee = await answering_phone("102", realm, tmp_path, operator)
+    await sipp(REGISTRAR_SIPP / "call_uac.xml", [call_row("101", "102", realm)], tmp_path)
+    await answered(callee)
+    [ended] = await wait_for(lambda: ended_by(bus, "101", "102"))
+    assert ended.data.disposition == "answered" and ended.data.call_class == "internal"
+    cdr = await wait_for(
+        lambda: [e for e in bus.of_type("cdr.rated") if e.data.call_id == ended.data.call_id]
+    )
+    assert cdr[0].data.cost == Decimal(0), "internal calls are free"
+    await asyncio.sleep(1)
+    assert len([e for e in bus.of_type("call.ended") if e.data.call_id == ended.data.call_id]) == 1
+
+
+async def test_room_101_may_not_call_abroad(bus: BusProbe, tmp_path: Path) -> None:
+    realm = "bellavista.centralino.test"
+    await sipp(
+        OWN_SIPP / "call_refused_403.xml", [call_row("101", "00551187654321", realm)], tmp_path
+    )
+    [ended] = await wait_for(lambda: ended_by(bus, "101", "551187654321"))
+    assert ended.data.disposition == "rejected"
+
+
+async def test_room_106_calls_brazil_through_the_carrier_and_is_billed_with_markup(
+    bus: BusProbe, operator: dict[str, str], tmp_path: Path
+) -> None:
+    carrier = await uas(CARRIER_PORT, tmp_path)
+    realm = "bellavista.centralino.test"
+    await sipp(
+        REGISTRAR_SIPP / "call_uac.xml", [call_row("106", "00551187654321", realm)], tmp_path
+    )
+    await answered(carrier)
+    [ended] = await wait_for(lambda: ended_by(bus, "106", "+551187654321"))
+    assert ended.data.call_class == "international" and ended.data.disposition == "answered"
+    [cdr] = await wait_for(
+        lambda: [e for e in bus.of_type("cdr.rated") if e.data.call_id == ended.data.call_id]
+    )
+    seconds = cdr.data.billable_seconds - cdr.data.bundle_seconds
+    assert cdr.data.rate == Decimal("0.0128")
+    assert cdr.data.cost == (Decimal(seconds) / 60 * Decimal("0.0128")).quantize(
+        Decimal("0.000001")
+    )
+    assert cdr.data.station_price == (cdr.data.price * Decimal("1.30")).quantize(
+        Decimal("0.000001")
+    )
+    spend = httpx.get(f"{GATEWAY}/v1/tenants/bellavista/stations/106", headers=operator)
+    assert spend.status_code == 200, spend.text
+    assert Decimal(spend.json()["station_price"]) >= cdr.data.station_price
+
+
+async def test_emergency_goes_through_from_any_room(bus: BusProbe, tmp_path: Path) -> None:
+    carrier = await uas(CARRIER_PORT, tmp_path)
+    await sipp(
+        REGISTRAR_SIPP / "call_uac.xml",
+        [call_row("101", "112", "bellavista.centralino.test")],
+        tmp_path,
+    )
+    await answered(carrier)
+    [ended] = await wait_for(lambda: ended_by(bus, "101", "112"))
+    assert ended.data.call_class == "emergency" and ended.data.disposition == "answered"
+
+
+async def test_milan_407_dials_1409_and_reaches_rome_409(
+    bus: BusProbe, operator: dict[str, str], tmp_path: Path
+) -> None:
+    callee = await answering_phone("409", "rossi-roma.centralino.test", tmp_path, operator)
+    await sipp(
+        REGISTRAR_SIPP / "call_uac.xml",
+        [call_row("407", "1409", "rossi-milano.centralino.test")],
+        tmp_path,
+    )
+    await answered(callee)
+    [ended] = await wait_for(lambda: ended_by(bus, "407", "409"))
+    assert ended.data.call_class == "inter_company" and ended.data.disposition == "answered"
