@@ -80,22 +80,9 @@ class Outbox:
         correlation_id: str | None = None,
     ) -> Envelope[E]:
         """Adds an event to the outbox; it is published only if the transaction commits."""
-        envelope = Envelope.wrap(
-            event,
-            producer=self.producer,
-            tenant_id=tenant_id,
-            correlation_id=correlation_id or _correlation_default(),
+        [envelope] = await self.add_many(
+            session, [(event, tenant_id)], correlation_id=correlation_id
         )
-        await session.execute(
-            insert(outbox).values(
-                event_id=envelope.id,
-                routing_key=event.event_type,
-                envelope=envelope.model_dump(mode="json", by_alias=True),
-                headers=_current_trace_headers(),
-            )
-        )
-        # Delivered to the relay's LISTEN only when (and if) the transaction commits.
-        await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
         return envelope
 
     async def add_many(
@@ -106,12 +93,13 @@ class Outbox:
         correlation_id: str | None = None,
     ) -> list[Envelope[Any]]:
         """Adds several (event, tenant_id) in one statement; for hot paths that group commits."""
+        correlation_id = correlation_id or _correlation_default()
         envelopes = [
             Envelope.wrap(
                 event,
                 producer=self.producer,
                 tenant_id=tenant_id,
-                correlation_id=correlation_id or _correlation_default(),
+                correlation_id=correlation_id,
             )
             for event, tenant_id in events
         ]

@@ -1,40 +1,12 @@
 """Schemathesis against the service's own OpenAPI, over real HTTP: no 5xx, whatever the input."""
 
-import asyncio
-import contextlib
-import socket
-import sys
-from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
-
-import uvicorn
-from fastapi import FastAPI
 
 from centralino_portability.config import Settings
 from centralino_portability.main import create_app
-from centralino_proto.testing import ServiceHarness, until
+from centralino_proto.testing import ServiceHarness, assert_no_server_errors, serve_http
 
 from .conftest import FakeClock, Portal
-
-SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
-
-
-@contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Runs an app with uvicorn on 127.0.0.1 and a free port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await until(lambda: server.started, timeout=30, message="uvicorn started")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 async def test_no_5xx_for_any_generated_request(
@@ -42,39 +14,12 @@ async def test_no_5xx_for_any_generated_request(
 ) -> None:
     # A real request on a real tenant, so generated calls get past the lookups.
     created = await portal.create()
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(
-        f'[parameters]\n"path.tenant" = "{portal.slug}"\n"path.request_id" = "{created["id"]}"\n'
-    )
     settings = Settings(**{**harness.settings.model_dump(), "migrate_on_start": False})
-    app = partial(create_app, clock=clock, verifier=harness.mint.verifier())(settings)
-    async with serve(app) as url:
-        proc = await asyncio.create_subprocess_exec(
-            SCHEMATHESIS,
-            "--config-file",
-            str(config),
-            "run",
-            f"{url}/openapi.json",
-            "--checks",
-            "not_a_server_error",
-            "--phases",
-            "examples,fuzzing",
-            "--max-examples",
-            "6",
-            "--seed",
-            "20261125",
-            "--no-shrink",
-            # One worker: Hypothesis' lambda-source cache is not thread-safe on Python 3.11.
-            "--workers",
-            "1",
-            "--request-timeout",
-            "20",
-            "-H",
-            f"Authorization: {portal.operator['Authorization']}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+    app = create_app(settings, clock=clock, verifier=harness.mint.verifier())
+    async with serve_http(app) as url:
+        await assert_no_server_errors(
+            url,
+            headers=portal.operator,
+            config_dir=tmp_path,
+            parameters={"path.tenant": portal.slug, "path.request_id": created["id"]},
         )
-        out, _ = await asyncio.wait_for(proc.communicate(), 240)
-    report = out.decode(errors="replace")
-    assert proc.returncode == 0, report[-6000:]
-    assert " passed" in report and "failed" not in report.split("Test cases:")[-1], report[-3000:]
