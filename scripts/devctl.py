@@ -105,6 +105,14 @@ def start(*, background: bool) -> dict[str, subprocess.Popen[bytes]]:
     return procs
 
 
+def _signal(pid: int, sig: int) -> None:
+    """Signals a service's process group (make up) or the process itself (make run)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
 def stop_pids() -> None:
     for service in SERVICES:
         path = pid_path(service)
@@ -112,24 +120,28 @@ def stop_pids() -> None:
             continue
         pid = int(path.read_text())
         try:
-            os.killpg(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
         except ProcessLookupError:
             path.unlink()
             continue
         for _ in range(100):
             try:
-                os.killpg(pid, 0)
+                _signal(pid, 0)
             except ProcessLookupError:
                 break
             time.sleep(0.1)
         else:
-            os.killpg(pid, signal.SIGKILL)
+            _signal(pid, signal.SIGKILL)
         path.unlink(missing_ok=True)
         print(f"  {service} stopped")
 
 
 def running() -> list[str]:
     return [s for s in SERVICES if ready(SERVICES[s])]
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def main() -> None:
@@ -162,6 +174,9 @@ def main() -> None:
         return
 
     print("Centralino is running; Ctrl-C stops it.")
+    # Ctrl-C or a supervisor's SIGTERM both stop everything, whatever signal state we inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         while all(p.poll() is None for p in procs.values()):
             time.sleep(0.5)
