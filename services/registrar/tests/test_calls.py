@@ -22,7 +22,11 @@ from .test_sip_behaviour import _sip
 
 
 def contract_app(
-    tenant_id: uuid.UUID, *, max_seconds: int | None = None, peer: uuid.UUID | None = None
+    tenant_id: uuid.UUID,
+    *,
+    max_seconds: int | None = None,
+    peer: uuid.UUID | None = None,
+    peer_busy_to: str | None = None,
 ) -> FastAPI:
     """POST /v1/route and POST /v1/authorize as the contract describes them."""
     app = FastAPI()
@@ -74,6 +78,12 @@ def contract_app(
                 "class": "inter_company",
                 "e164": None,
                 "targets": [{"tenant_id": str(peer), "extension": "409"}],
+                # The called station's own rule: its target is in the called tenant.
+                "failure_rules": {
+                    "busy": {"kind": "extension", "extension": peer_busy_to, "tenant_id": str(peer)}
+                }
+                if peer_busy_to
+                else {},
             }
         if digits in rules:
             return {
@@ -465,6 +475,24 @@ async def test_milan_407_dials_1409_and_reaches_rome_409(
         [ended] = await probe.wait_for("call.ended")
     assert ended.data.call_class == "inter_company" and ended.data.disposition == "answered"
     assert ended.tenant_id == milan.tenant_id and ended.data.extension == "407"
+
+
+async def test_an_inter_company_call_forwards_within_the_called_company(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    milan = await provision("rossi-milano", extension="407")
+    rome_409 = await provision("rossi-roma", extension="409")
+    rome_400 = await provision("rossi-roma", extension="400")
+    plug(harness, contract_app(milan.tenant_id, peer=rome_409.tenant_id, peer_busy_to="400"))
+    busy_phone = await uas(harness, sipp, rome_409, tmp_path, scenario="call_uas_busy")
+    operator = await uas(harness, sipp, rome_400, tmp_path)
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(milan, "1409")])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(busy_phone, operator)
+        [ended] = await probe.wait_for("call.ended")
+    assert ended.data.disposition == "answered"
+    assert ended.data.forwarded_from == "409" and ended.data.callee == "400"
 
 
 async def test_a_phone_behind_nat_is_reached_at_its_source_address(

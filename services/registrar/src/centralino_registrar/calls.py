@@ -309,12 +309,15 @@ class CallControl:
             return False
         kind = rule.get("kind")
         forwarded_from = call.called or call.extension
+        # The rule belongs to the forwarding station, whose tenant may not be the caller's
+        # (an inter-company or on-net call): its targets and its bill are that tenant's.
+        rule_tenant = str(rule.get("tenant_id") or call.tenant_id)
         targets: list[tuple[str, Destination]] | None = None
         if kind == "extension" and rule.get("extension"):
             targets = self._targets(
                 {
                     "action": "extension",
-                    "targets": [{"tenant_id": str(call.tenant_id), "extension": rule["extension"]}],
+                    "targets": [{"tenant_id": rule_tenant, "extension": rule["extension"]}],
                 }
             )
             call.callee = str(rule["extension"])
@@ -323,7 +326,7 @@ class CallControl:
             decision = await self._post(
                 self.settings.routing_url + "/v1/route",
                 {
-                    "tenant_id": str(call.tenant_id),
+                    "tenant_id": rule_tenant,
                     "extension": forwarded_from,
                     "digits": rule["e164"],
                     "inbound_did": None,
@@ -338,7 +341,7 @@ class CallControl:
                 verdict = await self._post(
                     self.settings.rating_url + "/v1/authorize",
                     {
-                        "tenant_id": str(call.tenant_id),
+                        "tenant_id": rule_tenant,
                         "call_id": call.call_id,
                         "extension": forwarded_from,
                         "e164": decision.get("e164"),
@@ -348,6 +351,7 @@ class CallControl:
                 if not verdict or not verdict.get("allowed"):
                     return False
                 call.max_seconds = verdict.get("max_seconds")
+            call.tenant_id = uuid.UUID(rule_tenant)
             call.extension = forwarded_from
             call.call_class = call_class
             call.direction = Direction.outbound
