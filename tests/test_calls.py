@@ -209,3 +209,66 @@ async def test_milan_407_dials_1409_and_reaches_rome_409(
     await answered(callee)
     [ended] = await wait_for(lambda: ended_by(bus, "407", "409"))
     assert ended.data.call_class == "inter_company" and ended.data.disposition == "answered"
+
+
+async def test_an_unknown_extension_gets_404(bus: BusProbe, tmp_path: Path) -> None:
+    realm = "bellavista.centralino.test"
+    await sipp(OWN_SIPP / "call_refused_404.xml", [call_row("101", "199", realm)], tmp_path)
+    [ended] = await wait_for(lambda: ended_by(bus, "101", "199"))
+    assert ended.data.disposition == "rejected"
+
+
+async def test_a_busy_room_forwards_to_another_as_its_dial_plan_says(
+    bus: BusProbe, operator: dict[str, str], tmp_path: Path
+) -> None:
+    realm = "bellavista.centralino.test"
+    forwarding = f"{GATEWAY}/v1/tenants/bellavista/extensions/104/forwarding"
+    set_rule = httpx.patch(
+        forwarding, headers=operator, json={"busy": {"kind": "extension", "extension": "103"}}
+    )
+    assert set_rule.status_code == 200, set_rule.text
+    try:
+        for extension in ("104", "103"):
+            cleared = httpx.delete(
+                f"{GATEWAY}/v1/tenants/bellavista/line-status/{extension}", headers=operator
+            )
+            assert cleared.status_code in (204, 404), cleared.text
+        busy_port, backup_port = free_port(), free_port()
+        await sipp(
+            REGISTRAR_SIPP / "register_auth.xml",
+            [phone_row("104", realm)],
+            tmp_path,
+            port=busy_port,
+        )
+        await sipp(
+            REGISTRAR_SIPP / "register_auth.xml",
+            [phone_row("103", realm)],
+            tmp_path,
+            port=backup_port,
+        )
+        busy = await asyncio.create_subprocess_exec(
+            "sipp",
+            "-sf",
+            str(REGISTRAR_SIPP / "call_uas_busy.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(busy_port),
+            "-m",
+            "1",
+            "-timeout",
+            "30s",
+            "-timeout_error",
+            "-nostdin",
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        backup = await uas(backup_port, tmp_path)
+        await sipp(REGISTRAR_SIPP / "call_uac.xml", [call_row("101", "104", realm)], tmp_path)
+        await answered(busy)
+        await answered(backup)
+        [ended] = await wait_for(lambda: ended_by(bus, "101", "103"))
+        assert ended.data.disposition == "answered" and ended.data.forwarded_from == "104"
+    finally:
+        httpx.delete(forwarding, headers=operator)
