@@ -237,20 +237,7 @@ class CallControl:
             source=source,
             started_at=_now(),
         )
-        self.calls[call.call_id] = call
-        await self._event(
-            call,
-            CallStarted(
-                call_id=call.call_id,
-                tenant_id=call.tenant_id,
-                extension=call.extension,
-                caller=call.caller,
-                callee=call.callee,
-                call_class=call.call_class,
-                direction=call.direction,
-                started_at=call.started_at,
-            ),
-        )
+        await self.track(call)
         if decision.get("action") == "reject":
             reject = decision.get("reject") or {}
             await self._end(call, Disposition.rejected)
@@ -300,6 +287,23 @@ class CallControl:
         call.timed_out = True
         for b in call.branches.values():
             self._cancel_branch(b)
+
+    async def track(self, call: Call) -> None:
+        """Holds a call accepted for routing and announces it (call.started)."""
+        self.calls[call.call_id] = call
+        await self._event(
+            call,
+            CallStarted(
+                call_id=call.call_id,
+                tenant_id=call.tenant_id,
+                extension=call.extension,
+                caller=call.caller,
+                callee=call.callee,
+                call_class=call.call_class,
+                direction=call.direction,
+                started_at=call.started_at,
+            ),
+        )
 
     async def _follow(self, call: Call, rule_name: str) -> bool:
         """Follows a failure rule from routing (once per call); False when there is none."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from centralino_proto.events import CallAnswered, CallStarted, Disposition
+from centralino_proto.events import CallAnswered, Disposition
 
 from .sip.message import SipMessage, parse_name_addr
 from .sip.transport import Source
@@ -82,20 +82,7 @@ class Originator:
         o = Originated(call=call, phone=phone, far=far, far_targets=targets)
         self.by_call_id[phone.call_id] = o
         self.by_call_id[far.call_id] = o
-        c.calls[call.call_id] = call
-        await c._event(
-            call,
-            CallStarted(
-                call_id=call.call_id,
-                tenant_id=call.tenant_id,
-                extension=call.extension,
-                caller=call.caller,
-                callee=call.callee,
-                call_class=call.call_class,
-                direction=call.direction,
-                started_at=call.started_at,
-            ),
-        )
+        await c.track(call)
         for uri, dest in phones:
             self._invite(o, phone, uri, dest, body=b"")
 
