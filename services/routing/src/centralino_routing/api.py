@@ -150,8 +150,7 @@ async def create_extension(
     keeper: KeeperDep,
 ) -> ExtensionPublic:
     extension = await store.create_extension(session, outbox=outbox, tenant=tenant, data=data)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return store.extension_public(extension)
 
 
@@ -172,8 +171,7 @@ async def update_extension(
     extension = await store.update_extension(
         session, outbox=outbox, tenant=tenant, number=number, data=data
     )
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return store.extension_public(extension)
 
 
@@ -182,8 +180,7 @@ async def delete_extension(
     number: str, tenant: WritableTenant, session: SessionDep, outbox: OutboxDep, keeper: KeeperDep
 ) -> Response:
     await store.delete_extension(session, outbox=outbox, tenant=tenant, number=number)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return Response(status_code=204)
 
 
@@ -204,8 +201,7 @@ async def set_permissions(
     extension = await store.set_permissions(
         session, outbox=outbox, tenant=tenant, number=number, data=data
     )
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return extension.permissions()
 
 
@@ -224,8 +220,7 @@ async def update_permissions(
     extension = await store.set_permissions(
         session, outbox=outbox, tenant=tenant, number=number, data=merged
     )
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return extension.permissions()
 
 
@@ -244,8 +239,7 @@ async def update_forwarding(
     forwarding = await store.set_forwarding(
         session, outbox=outbox, tenant=tenant, number=number, data=merged
     )
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return forwarding
 
 
@@ -257,8 +251,7 @@ async def clear_forwarding(
     await store.set_forwarding(
         session, outbox=outbox, tenant=tenant, number=number, data=Forwarding()
     )
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return Response(status_code=204)
 
 
@@ -279,8 +272,7 @@ async def set_forwarding(
     forwarding = await store.set_forwarding(
         session, outbox=outbox, tenant=tenant, number=number, data=data
     )
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return forwarding
 
 
@@ -301,8 +293,7 @@ async def create_numbers(
     keeper: KeeperDep,
 ) -> list[NumberPublic]:
     numbers = await store.create_numbers(session, outbox=outbox, tenant=tenant, data=data)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return [store.number_public(n) for n in numbers]
 
 
@@ -321,8 +312,7 @@ async def update_number(
     keeper: KeeperDep,
 ) -> NumberPublic:
     number = await store.update_number(session, outbox=outbox, tenant=tenant, e164=e164, data=data)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return store.number_public(number)
 
 
@@ -331,8 +321,7 @@ async def release_number(
     e164: str, tenant: WritableTenant, session: SessionDep, outbox: OutboxDep, keeper: KeeperDep
 ) -> Response:
     await store.release_number(session, outbox=outbox, tenant=tenant, e164=e164)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return Response(status_code=204)
 
 
@@ -353,8 +342,7 @@ async def create_schedule(
     keeper: KeeperDep,
 ) -> SchedulePublic:
     schedule = await store.save_schedule(session, outbox=outbox, tenant=tenant, data=data)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return store.schedule_public(schedule)
 
 
@@ -379,8 +367,7 @@ async def replace_schedule(
     schedule = await store.save_schedule(
         session, outbox=outbox, tenant=tenant, data=data, schedule_id=schedule_id
     )
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return store.schedule_public(schedule)
 
 
@@ -393,8 +380,7 @@ async def delete_schedule(
     keeper: KeeperDep,
 ) -> Response:
     await store.delete_schedule(session, outbox=outbox, tenant=tenant, schedule_id=schedule_id)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return Response(status_code=204)
 
 
@@ -415,8 +401,7 @@ async def create_menu(
     keeper: KeeperDep,
 ) -> IvrMenuPublic:
     menu = await store.save_menu(session, outbox=outbox, tenant=tenant, data=data)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return store.menu_public(menu)
 
 
@@ -435,8 +420,7 @@ async def replace_menu(
     keeper: KeeperDep,
 ) -> IvrMenuPublic:
     menu = await store.save_menu(session, outbox=outbox, tenant=tenant, data=data, menu_id=menu_id)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return store.menu_public(menu)
 
 
@@ -449,8 +433,7 @@ async def delete_menu(
     keeper: KeeperDep,
 ) -> Response:
     await store.delete_menu(session, outbox=outbox, tenant=tenant, menu_id=menu_id)
-    await session.commit()
-    await keeper.refresh([tenant.tenant_id], why="write")
+    await keeper.commit(session, [tenant.tenant_id])
     return Response(status_code=204)
 
 
@@ -522,8 +505,7 @@ async def create_link_group(
         )
         touched.append(tenant.tenant_id)
     public = await store.link_group_public(session, group)
-    await session.commit()
-    await keeper.refresh(touched, why="write")
+    await keeper.commit(session, touched)
     return public
 
 
@@ -550,8 +532,7 @@ async def add_link_member(
         session, outbox=outbox, group=group, tenant=tenant, digit=data.digit
     )
     public = await store.link_group_public(session, group)
-    await session.commit()
-    await keeper.refresh([m.tenant_id for m in public.members], why="write")
+    await keeper.commit(session, [m.tenant_id for m in public.members])
     return public
 
 
@@ -569,8 +550,7 @@ async def remove_link_member(
     member = await authorize_tenant(session, claims, tenant)
     before = await store.link_group_public(session, group)
     await store.remove_link_member(session, outbox=outbox, group=group, tenant_id=member.tenant_id)
-    await session.commit()
-    await keeper.refresh([m.tenant_id for m in before.members], why="write")
+    await keeper.commit(session, [m.tenant_id for m in before.members])
     return Response(status_code=204)
 
 
@@ -589,6 +569,5 @@ async def delete_link_group(
     await store.delete_link_group(
         session, outbox=outbox, group=await store.get_link_group(session, group_id=group_id)
     )
-    await session.commit()
-    await keeper.refresh([m.tenant_id for m in public.members], why="write")
+    await keeper.commit(session, [m.tenant_id for m in public.members])
     return Response(status_code=204)

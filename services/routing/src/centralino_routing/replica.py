@@ -19,6 +19,7 @@ from collections.abc import Iterable
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import Counter, Gauge, Histogram
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from centralino_proto.bus import declare_exchange
 from centralino_proto.events.routing import DialplanChanged
@@ -93,6 +94,12 @@ class PlanKeeper:
         log.info(
             "dial plans of %d tenants loaded in %.2fs", len(plans), time.perf_counter() - started
         )
+
+    async def commit(self, session: AsyncSession, tenant_ids: Iterable[uuid.UUID]) -> None:
+        """Commits a dial-plan change, then recompiles the tenants it touched on this replica
+        (the others follow on dialplan.changed)."""
+        await session.commit()
+        await self.refresh(tenant_ids, why="write")
 
     async def refresh(self, tenant_ids: Iterable[uuid.UUID], *, why: str = "signal") -> None:
         """Rebuilds some tenants' plans from the database."""

@@ -168,19 +168,7 @@ async def create_extension(
         session, "Extension exists", f"extension {data.number} is taken in {tenant.slug}"
     )
     await _refuse_link_overlap(session, tenant.tenant_id)
-    await outbox.add(
-        session,
-        ExtensionCreated(
-            tenant_id=tenant.tenant_id,
-            extension_id=extension.id,
-            number=extension.number,
-            name=extension.name,
-            kind=ExtensionKind(extension.kind),
-            enabled=extension.enabled,
-        ),
-        tenant_id=tenant.tenant_id,
-    )
-    await touch(session, outbox=outbox, tenant_ids=[tenant.tenant_id])
+    await _publish_extension(session, outbox, extension, ExtensionCreated)
     return extension
 
 
@@ -194,16 +182,19 @@ async def update_extension(
             raise Problem(422, "Invalid update", f"{name} cannot be null")
         setattr(extension, name, str(value) if name == "kind" else value)
     await session.flush()
-    await _publish_extension_updated(session, outbox, extension)
+    await _publish_extension(session, outbox, extension)
     return extension
 
 
-async def _publish_extension_updated(
-    session: AsyncSession, outbox: Outbox, extension: Extension
+async def _publish_extension(
+    session: AsyncSession,
+    outbox: Outbox,
+    extension: Extension,
+    event: type[ExtensionCreated] | type[ExtensionUpdated] = ExtensionUpdated,
 ) -> None:
     await outbox.add(
         session,
-        ExtensionUpdated(
+        event(
             tenant_id=extension.tenant_id,
             extension_id=extension.id,
             number=extension.number,
@@ -223,7 +214,7 @@ async def set_permissions(
     extension = await get_extension(session, tenant=tenant, number=number)
     extension.set_permissions(data)
     await session.flush()
-    await _publish_extension_updated(session, outbox, extension)
+    await _publish_extension(session, outbox, extension)
     return extension
 
 
