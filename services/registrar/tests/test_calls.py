@@ -320,6 +320,22 @@ async def _finished(*phones: asyncio.subprocess.Process) -> None:
         assert phone.returncode == 0, err.decode()[-2000:]
 
 
+async def call_and_wait(
+    harness: ServiceHarness,
+    sipp: Sipp,
+    caller: Phone,
+    digits: str,
+    *phones: asyncio.subprocess.Process,
+) -> Any:
+    """Places one call with sipp, lets the answering phones finish, returns its one call.ended."""
+    async with harness.probe("call.ended") as probe:
+        result = await sipp("call_uac", [caller_row(caller, digits)])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        await _finished(*phones)
+        [ended] = await probe.wait_for("call.ended")
+    return ended
+
+
 async def test_forking_first_answer_wins_and_the_other_branch_is_cancelled(
     harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
 ) -> None:
@@ -330,11 +346,7 @@ async def test_forking_first_answer_wins_and_the_other_branch_is_cancelled(
     answering = await uas(harness, sipp, callee, tmp_path)
     ringing = await uas(harness, sipp, callee, tmp_path, scenario="call_uas_ring")
     assert len(_sip(harness).location.bindings((caller.tenant_id, "102"))) == 2
-    async with harness.probe("call.ended") as probe:
-        result = await sipp("call_uac", [caller_row(caller, "102")])
-        assert result.returncode == 0, result.errors or result.stderr[-2000:]
-        await _finished(answering, ringing)
-        [ended] = await probe.wait_for("call.ended")
+    ended = await call_and_wait(harness, sipp, caller, "102", answering, ringing)
     assert ended.data.disposition == "answered"
 
 
@@ -346,11 +358,7 @@ async def test_busy_forwards_to_another_extension(
     busy_phone = await uas(harness, sipp, busy, tmp_path, scenario="call_uas_busy")
     backup = await uas(harness, sipp, await provision(extension="103"), tmp_path)
     plug(harness, contract_app(caller.tenant_id))
-    async with harness.probe("call.ended") as probe:
-        result = await sipp("call_uac", [caller_row(caller, "104")])
-        assert result.returncode == 0, result.errors or result.stderr[-2000:]
-        await _finished(busy_phone, backup)
-        [ended] = await probe.wait_for("call.ended")
+    ended = await call_and_wait(harness, sipp, caller, "104", busy_phone, backup)
     assert ended.data.disposition == "answered"
     assert ended.data.forwarded_from == "104" and ended.data.callee == "103"
 
@@ -363,11 +371,7 @@ async def test_no_answer_forwards_after_its_timeout(
     silent = await uas(harness, sipp, silent_ext, tmp_path, scenario="call_uas_ring")
     backup = await uas(harness, sipp, await provision(extension="103"), tmp_path)
     plug(harness, contract_app(caller.tenant_id))
-    async with harness.probe("call.ended") as probe:
-        result = await sipp("call_uac", [caller_row(caller, "105")])
-        assert result.returncode == 0, result.errors or result.stderr[-2000:]
-        await _finished(silent, backup)
-        [ended] = await probe.wait_for("call.ended")
+    ended = await call_and_wait(harness, sipp, caller, "105", silent, backup)
     assert ended.data.disposition == "answered"
     assert ended.data.forwarded_from == "105" and ended.data.callee == "103"
 
@@ -468,11 +472,7 @@ async def test_milan_407_dials_1409_and_reaches_rome_409(
     rome = await provision("rossi-roma", extension="409")
     plug(harness, contract_app(milan.tenant_id, peer=rome.tenant_id))
     phone = await uas(harness, sipp, rome, tmp_path)
-    async with harness.probe("call.ended") as probe:
-        result = await sipp("call_uac", [caller_row(milan, "1409")])
-        assert result.returncode == 0, result.errors or result.stderr[-2000:]
-        await _finished(phone)
-        [ended] = await probe.wait_for("call.ended")
+    ended = await call_and_wait(harness, sipp, milan, "1409", phone)
     assert ended.data.call_class == "inter_company" and ended.data.disposition == "answered"
     assert ended.tenant_id == milan.tenant_id and ended.data.extension == "407"
 
@@ -486,11 +486,7 @@ async def test_an_inter_company_call_forwards_within_the_called_company(
     plug(harness, contract_app(milan.tenant_id, peer=rome_409.tenant_id, peer_busy_to="400"))
     busy_phone = await uas(harness, sipp, rome_409, tmp_path, scenario="call_uas_busy")
     operator = await uas(harness, sipp, rome_400, tmp_path)
-    async with harness.probe("call.ended") as probe:
-        result = await sipp("call_uac", [caller_row(milan, "1409")])
-        assert result.returncode == 0, result.errors or result.stderr[-2000:]
-        await _finished(busy_phone, operator)
-        [ended] = await probe.wait_for("call.ended")
+    ended = await call_and_wait(harness, sipp, milan, "1409", busy_phone, operator)
     assert ended.data.disposition == "answered"
     assert ended.data.forwarded_from == "409" and ended.data.callee == "400"
 
@@ -541,11 +537,7 @@ async def test_unavailable_forwards_to_a_mobile_through_the_carrier(
     carrier_port = free_port()
     _sip(harness).calls.settings.carrier_uri = f"sip:127.0.0.1:{carrier_port}"  # type: ignore[attr-defined]
     carrier = await uas(harness, sipp, None, tmp_path, carrier_port)
-    async with harness.probe("call.ended") as probe:
-        result = await sipp("call_uac", [caller_row(caller, "108")])
-        assert result.returncode == 0, result.errors or result.stderr[-2000:]
-        await _finished(carrier)
-        [ended] = await probe.wait_for("call.ended")
+    ended = await call_and_wait(harness, sipp, caller, "108", carrier)
     forwarded = stub.state.seen["route"][1]
     assert forwarded["forwarded_from"] == "108" and forwarded["extension"] == "108"
     [asked] = stub.state.seen["authorize"]
