@@ -1,7 +1,9 @@
 """Runs the platform on one machine: migrate, start, wait for ready, seed, stop.
 
 `make run` / `make up` / `make down` / `make seed` call this. Logs and pids go
-under .run/ (git-ignored).
+under .run/ (git-ignored). `devctl.py restart <service>` stops one service of a
+running `make up` and starts it again (the end-to-end tests restart the registrar
+mid-call with it).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def ready(port: int) -> bool:
 
 def wait_ready(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
-    waiting = dict(SERVICES)
+    waiting = {s: SERVICES[s] for s in procs}
     while waiting:
         for service, port in list(waiting.items()):
             if procs[service].poll() is not None:
@@ -87,11 +89,13 @@ def pid_path(service: str) -> Path:
     return RUN_DIR / f"{service}.pid"
 
 
-def start(*, background: bool) -> dict[str, subprocess.Popen[bytes]]:
+def start(
+    *, background: bool, services: list[str] | None = None
+) -> dict[str, subprocess.Popen[bytes]]:
     RUN_DIR.mkdir(exist_ok=True)
     env = {**os.environ, "MIGRATE_ON_START": "false"}
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    for service in SERVICES:
+    for service in services or list(SERVICES):
         out = log_path(service).open("ab") if background else None
         procs[service] = subprocess.Popen(
             python_m(service, "serve"),
@@ -113,27 +117,40 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
 
 
+def stop_pid(service: str) -> None:
+    """SIGTERM to a service started by `make up` (SIGKILL after 10 s); no-op when not running."""
+    path = pid_path(service)
+    if not path.exists():
+        return
+    pid = int(path.read_text())
+    try:
+        _signal(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        path.unlink()
+        return
+    for _ in range(100):
+        try:
+            _signal(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        _signal(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)
+    print(f"  {service} stopped")
+
+
 def stop_pids() -> None:
     for service in SERVICES:
-        path = pid_path(service)
-        if not path.exists():
-            continue
-        pid = int(path.read_text())
-        try:
-            _signal(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            path.unlink()
-            continue
-        for _ in range(100):
-            try:
-                _signal(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            _signal(pid, signal.SIGKILL)
-        path.unlink(missing_ok=True)
-        print(f"  {service} stopped")
+        stop_pid(service)
+
+
+def restart(service: str) -> None:
+    """Stops one service of `make up` and starts it again in the background, until ready."""
+    if not pid_path(service).exists():
+        sys.exit(f"{service} was not started by `make up`")
+    stop_pid(service)
+    wait_ready(start(background=True, services=[service]))
 
 
 def running() -> list[str]:
@@ -146,11 +163,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["run", "up", "down", "seed", "migrate"])
-    command = parser.parse_args().command
+    parser.add_argument("command", choices=["run", "up", "down", "seed", "migrate", "restart"])
+    parser.add_argument("service", nargs="?", choices=list(SERVICES), help="for restart")
+    args = parser.parse_args()
+    command = args.command
 
     if command == "down":
         stop_pids()
+        return
+    if command == "restart":
+        if args.service is None:
+            parser.error("restart needs a service")
+        restart(args.service)
         return
     if command in ("run", "up") and running():
         sys.exit(f"already running: {', '.join(running())} (make down first)")
