@@ -429,3 +429,77 @@ async def test_unavailable_forwards_to_a_mobile_through_the_carrier(
     assert ended.data.forwarded_from == "108" and ended.data.extension == "108"
     assert ended.data.callee == "+393351234567" and ended.data.call_class == "mobile"
     assert ended.data.disposition == "answered"
+
+
+async def test_in_dialog_requests_outside_the_dialog_get_481(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp
+) -> None:
+    from centralino_registrar.sip.transaction import make_response
+
+    from .conftest import SipClient, challenge_of, digest_authorization
+
+    caller = await provision(extension="101")
+    callee = await provision(extension="102")
+    plug(harness, contract_app(caller.tenant_id))
+    port = int(harness.settings.sip_port)  # type: ignore[attr-defined]
+    async with SipClient(port) as phone:
+        await phone.send(phone.register(user="102", realm=callee.realm))
+        auth = digest_authorization(
+            challenge_of(await phone.recv()),
+            username="102",
+            password="secret102",
+            uri=f"sip:{callee.realm}",
+        )
+        await phone.send(phone.register(user="102", realm=callee.realm, authorization=auth))
+        assert (await phone.recv()).status == 200
+        call = asyncio.ensure_future(sipp("call_uac", [caller_row(caller, "102")]))
+        invite = await phone.recv(timeout=20)
+        routes = invite.all("record-route")
+        ok = make_response(
+            invite,
+            200,
+            "OK",
+            source_ip="127.0.0.1",
+            source_port=port,
+            headers=[
+                *(("record-route", r) for r in routes),
+                ("contact", f"<sip:102@127.0.0.1:{phone.local_port}>"),
+            ],
+        )
+        await phone.send(ok.encode())
+        assert (await phone.recv()).method == "ACK"
+        ours = (ok.get("to") or "").split(";tag=")[1]
+        caller_contact = (invite.get("contact") or "").strip("<>")
+
+        def request(method: str, tag: str, cseq: int) -> str:
+            """A request of the callee towards the caller, through the proxy (its Route)."""
+            return "\r\n".join(
+                [
+                    f"{method} {caller_contact} SIP/2.0",
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{phone.local_port};"
+                    f"branch=z9hG4bK{uuid.uuid4().hex};rport",
+                    *(f"Route: {r}" for r in routes),
+                    "Max-Forwards: 70",
+                    f"From: <sip:102@{callee.realm}>;tag={tag}",
+                    f"To: {invite.get('from')}",
+                    f"Call-ID: {invite.call_id}",
+                    f"CSeq: {cseq} {method}",
+                    f"Contact: <sip:102@127.0.0.1:{phone.local_port}>",
+                    "Content-Length: 0",
+                    "",
+                    "",
+                ]
+            )
+
+        # The call's Call-ID, but not its dialog (another To tag): not relayed to the caller.
+        await phone.send(request("UPDATE", "not-this-dialog", 1))
+        assert (await phone.recv()).status == 481
+        bye = await phone.recv(timeout=10)
+        assert bye.method == "BYE"
+        done = make_response(bye, 200, "OK", source_ip="127.0.0.1", source_port=port)
+        await phone.send(done.encode())
+        result = await asyncio.wait_for(call, 60)
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        # The dialog is over: a re-INVITE with its own tags is not relayed any more.
+        await phone.send(request("INVITE", ours, 2))
+        assert (await phone.recv()).status == 481

@@ -543,10 +543,10 @@ class CallControl:
 
     async def in_dialog(self, req: SipMessage, source: Source) -> Reply | None:
         """ACK, BYE, re-INVITE, UPDATE, INFO inside a dialog: loose routing to the other side."""
-        if await self.originator.in_dialog(req, source):
-            return Reply(200, "OK") if req.method == "BYE" else None
+        if self.originator.owns(req.call_id):
+            return await self.originator.in_dialog(req, source)
         call = self.calls.get(req.call_id)
-        if call is None or call.callee_at is None:
+        if call is None or call.callee_at is None or not _belongs(req, call):
             return None if req.method == "ACK" else Reply(481, "Call/Transaction Does Not Exist")
         from_caller = (source.ip, source.port) == (call.source.ip, call.source.port)
         destination: Destination = (
@@ -851,6 +851,25 @@ class CallControl:
 
     def _send_source(self, data: bytes, source: Source) -> None:
         self.transport.send(data, source.transport, source.ip, source.port, source.connection_id)
+
+
+def tags(msg: SipMessage) -> tuple[str | None, str | None]:
+    """The From and To tags of a message."""
+    from_ = parse_name_addr(msg.get("from") or "")
+    to = parse_name_addr(msg.get("to") or "")
+    return (from_.tag if from_ else None, to.tag if to else None)
+
+
+def _belongs(req: SipMessage, call: Call) -> bool:
+    """Whether an in-dialog request is of the call's dialog (its two tags, from either
+    side) while it lasts; after the BYE only its retransmissions and ACKs are."""
+    if call.ended and req.method not in ("BYE", "ACK"):
+        return False
+    if call.answer is None:
+        return True
+    caller_tag, _ = tags(call.invite)
+    _, callee_tag = tags(call.answer)
+    return set(tags(req)) == {caller_tag, callee_tag}
 
 
 def _e164(digits: str) -> str:

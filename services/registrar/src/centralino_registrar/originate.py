@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from centralino_proto.events import CallAnswered, Disposition
 
+from .registrar import Reply
 from .sip.message import SipMessage, parse_name_addr
 from .sip.transport import Source
 
@@ -229,15 +230,32 @@ class Originator:
             self._request(o.phone, "BYE")
         await self._end(o, _disposition(status, False))
 
-    async def in_dialog(self, req: SipMessage, source: Source) -> bool:
-        """BYE (or ACK) from either side of an originated call; False when not ours."""
-        o = self.by_call_id.get(req.call_id)
-        if o is None:
-            return False
+    def owns(self, call_id: str) -> bool:
+        """Whether a Call-ID is one of the controller's legs."""
+        return call_id in self.by_call_id
+
+    async def in_dialog(self, req: SipMessage, source: Source) -> Reply | None:
+        """A request inside one of the controller's dialogs (the Call-ID is one of ours)."""
+        from .calls import tags
+
+        o = self.by_call_id[req.call_id]
+        leg = o.phone if req.call_id == o.phone.call_id else o.far
+        ours = parse_name_addr(leg.from_)
+        theirs = parse_name_addr(leg.to_with_tag or "")
+        dialog = {ours.tag if ours else None, theirs.tag if theirs else None}
+        if leg.answered is None or set(tags(req)) != dialog:
+            return None if req.method == "ACK" else Reply(481, "Call/Transaction Does Not Exist")
+        if req.method == "ACK":
+            return None
         if req.method == "BYE":
-            leg = o.phone if req.call_id == o.phone.call_id else o.far
             await self.hangup(o, leg)
-        return True
+            return Reply(200, "OK")
+        if leg.done:
+            return Reply(481, "Call/Transaction Does Not Exist")
+        if req.method in ("INVITE", "UPDATE"):
+            # No media server to re-offer through: the session stays as it was (RFC 3261 14.2).
+            return Reply(488, "Not Acceptable Here")
+        return Reply(501, "Not Implemented")
 
     async def hangup(self, o: Originated, from_leg: Leg | None) -> None:
         """Ends the call: BYE to the leg(s) that did not hang up."""
