@@ -313,6 +313,7 @@ class Registrar:
                 deletes=removes,
                 events=[registered_event(b) for b in adds]
                 + [unregistered_event(b, UnregisterReason.removed) for b in removes],
+                durable=False,
             )
             try:
                 await self.location.commit(change)

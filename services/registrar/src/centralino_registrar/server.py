@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Coroutine
 from typing import Any
@@ -80,6 +81,11 @@ class SipServer:
         await self.directory.preload()
         await self.location.start()
         await self.calls.load()
+        # What start-up loaded (modules, credentials, bindings) lives as long as the process:
+        # frozen, it is no longer walked by every full collection, which stalled the SIP loop
+        # long enough for phones to retransmit (bench/register).
+        gc.collect()
+        gc.freeze()
         if self.settings.sip_listen:
             await self.transport.start(self.settings.sip_host, self.settings.sip_port)
 

@@ -6,9 +6,12 @@ can still be formed); nothing else comes out of it, whatever the bytes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 # RFC 3261 7.3.3 plus the compact forms registered since.
 COMPACT = {
@@ -75,13 +78,35 @@ _DISPLAY = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~ \t]*$")
 _HOST = re.compile(r"^[A-Za-z0-9\-.]+$")
 _AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]+)\s*(?:,|$)')
 
+# Headers a message may carry only once (RFC 3261 8.1.1).
+_SINGLE = frozenset({"from", "to", "call-id", "cseq"})
+
+_NO_LINES: list[str] = []
+
 MAX_MESSAGE = 65535
 MAX_CSEQ = 2**31 - 1
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical(name: str) -> str:
     """The conventional spelling of a lower-case header name (for the wire)."""
     return CANONICAL.get(name) or "-".join(p.capitalize() for p in name.split("-"))
+
+
+# Header names as written -> long lower-case form, or "" when the name is not a token.
+# Bounded: a peer inventing names cannot grow it past this.
+_NAMES: dict[str, str] = {}
+_NAMES_MAX = 4096
+
+
+def _header_name(raw: str) -> str:
+    name = _NAMES.get(raw)
+    if name is None:
+        lower = raw.strip().lower()
+        name = COMPACT.get(lower, lower) if _TOKEN.match(lower or "-") else ""
+        if len(_NAMES) < _NAMES_MAX:
+            _NAMES[raw] = name
+    return name
 
 
 @dataclass
@@ -99,19 +124,44 @@ class SipMessage:
     def is_request(self) -> bool:
         return self.method is not None
 
+    # The header lines by name, built on first read and rebuilt when `headers` is replaced
+    # or grows (call control appends to it); holding the list keeps its identity unique.
+    _index: dict[str, list[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _index_of: list[tuple[str, str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+    _index_len: int = field(default=-1, init=False, repr=False, compare=False)
+
+    def _lines(self, name: str) -> list[str]:
+        headers = self.headers
+        if self._index_of is not headers or self._index_len != len(headers):
+            index: dict[str, list[str]] = {}
+            for key, value in headers:
+                lines = index.get(key)
+                if lines is None:
+                    index[key] = [value]
+                else:
+                    lines.append(value)
+            self._index, self._index_of, self._index_len = index, headers, len(headers)
+        return self._index.get(name) or _NO_LINES
+
     def get(self, name: str) -> str | None:
         """The first value of a header (the whole line for a single-valued one)."""
-        for key, value in self.headers:
-            if key == name:
-                return value if name not in LIST_HEADERS else split_list(value)[0]
-        return None
+        lines = self._lines(name)
+        if not lines:
+            return None
+        return lines[0] if name not in LIST_HEADERS else split_list(lines[0])[0]
 
     def all(self, name: str) -> list[str]:
         """Every value of a header, over all its lines, lists split on commas."""
+        lines = self._lines(name)
+        if name not in LIST_HEADERS:
+            return list(lines)
         out: list[str] = []
-        for key, value in self.headers:
-            if key == name:
-                out.extend(split_list(value) if name in LIST_HEADERS else [value])
+        for value in lines:
+            out.extend(split_list(value))
         return out
 
     def set(self, name: str, value: str) -> None:
@@ -224,24 +274,28 @@ def _parse(data: bytes, stream: bool) -> SipMessage | Malformed:
     else:
         head, body = data[:end], data[end + sep :]
     text = head.decode("utf-8", "surrogateescape")
-    lines = re.split(r"\r?\n", text)
+    lines = text.split("\n")
     msg = SipMessage()
     first = lines[0].strip()
     bad = _start_line(msg, first)
-    # Unfold continuation lines (RFC 3261 7.3.1) and read the headers.
-    unfolded: list[str] = []
+    headers = msg.headers
     for line in lines[1:]:
-        if line[:1] in (" ", "\t") and unfolded:
-            unfolded[-1] += " " + line.strip()
-        elif line.strip():
-            unfolded.append(line)
-    for line in unfolded:
-        name, colon, value = line.partition(":")
-        name = name.strip().lower()
-        if not colon or not _TOKEN.match(name or "-"):
+        if line[:1] in (" ", "\t"):
+            # A continuation line (RFC 3261 7.3.1) unfolds into the header before it.
+            if headers and line.strip():
+                name, value = headers[-1]
+                headers[-1] = (name, f"{value} {line.strip()}".strip())
+            continue
+        raw, colon, value = line.partition(":")
+        if not colon:
+            if line.strip():
+                bad = bad or Malformed(f"bad header line {line[:40]!r}")
+            continue
+        name = _header_name(raw)
+        if not name:
             bad = bad or Malformed(f"bad header line {line[:40]!r}")
             continue
-        msg.headers.append((COMPACT.get(name, name), value.strip()))
+        headers.append((name, value.strip()))
     if bad:
         bad.message = msg
         return bad
@@ -295,12 +349,19 @@ def _start_line(msg: SipMessage, line: str) -> Malformed | None:
 
 def _check(msg: SipMessage) -> SipMessage | Malformed:
     """The mandatory headers of a request (RFC 3261 8.1.1) are present and readable."""
+    first: dict[str, str] = {}
+    repeated = ""
+    for key, value in msg.headers:
+        if key in first:
+            if key in _SINGLE and not repeated:
+                repeated = key
+        else:
+            first[key] = value
     for name in ("via", "from", "to", "call-id", "cseq"):
-        if not msg.get(name):
+        if not first.get(name) or (name == "via" and not msg.get("via")):
             return Malformed(f"missing {canonical(name)}", message=msg)
-    for name in ("from", "to", "call-id", "cseq"):
-        if len([k for k, _ in msg.headers if k == name]) > 1:
-            return Malformed(f"more than one {canonical(name)}", message=msg)
+    if repeated:
+        return Malformed(f"more than one {canonical(repeated)}", message=msg)
     vias = msg.all("via")
     if parse_via(vias[0]) is None:
         return Malformed("bad Via", message=msg)
@@ -316,14 +377,14 @@ def _check(msg: SipMessage) -> SipMessage | Malformed:
         uri = msg.uri or ""
         if uri.lower().startswith(("sip:", "sips:")) and parse_uri(uri) is None:
             return Malformed("bad Request-URI", message=msg)
-        if parse_name_addr(msg.get("to") or "") is None:
+        if parse_name_addr(first["to"]) is None:
             return Malformed("bad To", message=msg)
-        if parse_name_addr(msg.get("from") or "") is None:
+        if parse_name_addr(first["from"]) is None:
             return Malformed("bad From", message=msg)
-        max_forwards = msg.get("max-forwards")
+        max_forwards = first.get("max-forwards")
         if max_forwards is not None and (not max_forwards.isdigit() or int(max_forwards) > 255):
             return Malformed("bad Max-Forwards", message=msg)
-        expires = msg.get("expires")
+        expires = first.get("expires")
         if expires is not None and not expires.isdigit():
             return Malformed("bad Expires", message=msg)
     return msg
@@ -348,6 +409,8 @@ def parse_params(text: str) -> dict[str, str]:
 
 
 def _split_outside_quotes(text: str, sep: str) -> list[str]:
+    if '"' not in text:
+        return text.split(sep)
     out: list[str] = []
     buf: list[str] = []
     quoted = False
@@ -369,7 +432,7 @@ class SipUri:
     user: str | None
     host: str
     port: int | None
-    params: dict[str, str]
+    params: Mapping[str, str]
     headers: str = ""
 
     @property
@@ -414,8 +477,12 @@ def _host_port(text: str) -> tuple[str, int | None] | None:
     return host.lower(), int(port_text)
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_uri(text: str) -> SipUri | None:
-    """A sip:/sips: URI, or None when it is not one (IPv6 hosts in brackets)."""
+    """A sip:/sips: URI, or None when it is not one (IPv6 hosts in brackets).
+
+    Cached (a message's URIs are read several times on its way through): the result is
+    shared, so its params are read-only."""
     scheme, colon, rest = text.strip().partition(":")
     scheme = scheme.lower()
     if not colon or scheme not in ("sip", "sips") or not rest or " " in rest:
@@ -433,22 +500,25 @@ def parse_uri(text: str) -> SipUri | None:
     hp = _host_port(hostport)
     if hp is None:
         return None
-    return SipUri(scheme, user, hp[0], hp[1], parse_params(params), headers)
+    return SipUri(scheme, user, hp[0], hp[1], MappingProxyType(parse_params(params)), headers)
 
 
 @dataclass(frozen=True)
 class NameAddr:
     display: str
     uri: str
-    params: dict[str, str]
+    params: Mapping[str, str]
 
     @property
     def tag(self) -> str | None:
         return self.params.get("tag")
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_name_addr(text: str) -> NameAddr | None:
-    """`"Name" <uri>;params` or `uri;params` (params then belong to the header)."""
+    """`"Name" <uri>;params` or `uri;params` (params then belong to the header).
+
+    Cached like parse_uri: params are read-only."""
     text = text.strip()
     if not text:
         return None
@@ -487,7 +557,7 @@ def parse_name_addr(text: str) -> NameAddr | None:
             return None  # RFC 4475 3.1.2.13: such a URI must be enclosed in <>
     if ":" not in uri or " " in uri:
         return None
-    return NameAddr(display, uri, params)
+    return NameAddr(display, uri, MappingProxyType(params))
 
 
 @dataclass(frozen=True)
@@ -495,15 +565,16 @@ class Via:
     transport: str
     host: str
     port: int | None
-    params: dict[str, str]
+    params: Mapping[str, str]
 
     @property
     def branch(self) -> str:
         return self.params.get("branch", "")
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_via(text: str) -> Via | None:
-    """One Via value: `SIP/2.0/UDP host:port;branch=...;rport`."""
+    """One Via value: `SIP/2.0/UDP host:port;branch=...;rport` (cached, params read-only)."""
     m = _VIA.match(text)
     if not m:
         return None
@@ -511,7 +582,7 @@ def parse_via(text: str) -> Via | None:
     if hp is None:
         return None
     params = parse_params(m.group(3).strip().removeprefix(";"))
-    return Via(m.group(1).upper(), hp[0], hp[1], params)
+    return Via(m.group(1).upper(), hp[0], hp[1], MappingProxyType(params))
 
 
 def parse_auth(text: str) -> tuple[str, dict[str, str]] | None:
@@ -528,7 +599,9 @@ def parse_auth(text: str) -> tuple[str, dict[str, str]] | None:
             return None
         value = m.group(2)
         if value.startswith('"'):
-            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            value = value[1:-1]
+            if "\\" in value:
+                value = re.sub(r"\\(.)", r"\1", value)
         params[m.group(1).lower()] = value
         pos = m.end()
     return scheme.lower(), params

@@ -133,5 +133,13 @@ def make_response(
     return resp
 
 
+_DATE: tuple[int, str] = (0, "")
+
+
 def http_date() -> str:
-    return formatdate(usegmt=True)
+    """The Date header value, formatted once per second."""
+    global _DATE
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE = (now, formatdate(now, usegmt=True))
+    return _DATE[1]
