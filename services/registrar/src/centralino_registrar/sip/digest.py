@@ -55,7 +55,6 @@ class Nonces:
         self.lifetime = lifetime
         # nonce -> (issued at, highest nc seen)
         self._counts: dict[str, tuple[int, int]] = {}
-        self._last_purge = time.monotonic()
 
     def _mac(self, raw: bytes, realm: str) -> bytes:
         return hmac.new(self._secret, raw + realm.encode(), hashlib.sha256).digest()[:12]
@@ -92,12 +91,16 @@ class Nonces:
         return True
 
     def _purge(self) -> None:
-        now = time.monotonic()
-        if now - self._last_purge < 10:
-            return
-        self._last_purge = now
+        # Entries are in first-use order (a dict keeps insertion order), so the expired ones
+        # are at the front: popping them a few at a time never stalls the SIP loop the way
+        # rebuilding a table of every nonce of the last five minutes did.
         horizon = int(time.time()) - self.lifetime - 10
-        self._counts = {n: v for n, v in self._counts.items() if v[0] >= horizon}
+        counts = self._counts
+        while counts:
+            oldest = next(iter(counts))
+            if counts[oldest][0] >= horizon:
+                break
+            del counts[oldest]
 
 
 @dataclass(frozen=True)
