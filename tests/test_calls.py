@@ -72,7 +72,7 @@ async def answering_phone(
     realm: str,
     tmp: Path,
     operator: dict[str, str],
-    scenario: str = "call_uas",
+    scenario: Path = REGISTRAR_SIPP / "call_uas.xml",
 ) -> asyncio.subprocess.Process:
     """Registers a demo extension from a port, then takes one call there (a sipp UAS:
     call_uas answers, call_uas_ring only rings, ctd_phone answers a click-to-dial)."""
@@ -87,11 +87,13 @@ async def answering_phone(
     return await uas(port, tmp, scenario)
 
 
-async def uas(port: int, tmp: Path, scenario: str = "call_uas") -> asyncio.subprocess.Process:
+async def uas(
+    port: int, tmp: Path, scenario: Path = REGISTRAR_SIPP / "call_uas.xml"
+) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         "sipp",
         "-sf",
-        str(REGISTRAR_SIPP / f"{scenario}.xml"),
+        str(scenario),
         "-i",
         "127.0.0.1",
         "-p",
@@ -298,7 +300,9 @@ async def test_a_room_that_does_not_answer_forwards_after_its_timeout(
     assert set_rule.status_code == 200, set_rule.text
     try:
         # 105 only rings (and takes the CANCEL); 103 answers the forwarded call.
-        silent = await answering_phone("105", realm, tmp_path, operator, "call_uas_ring")
+        silent = await answering_phone(
+            "105", realm, tmp_path, operator, REGISTRAR_SIPP / "call_uas_ring.xml"
+        )
         backup = await answering_phone("103", realm, tmp_path, operator)
         await sipp(REGISTRAR_SIPP / "call_uac.xml", [call_row("101", "105", realm)], tmp_path)
         await answered(silent)
@@ -396,7 +400,9 @@ async def test_click_to_dial_rings_the_room_then_calls_the_destination(
 ) -> None:
     realm = "bellavista.centralino.test"
     # The room's phone answers first (its 200 carries the offer), then the destination.
-    phone = await answering_phone(extension, realm, tmp_path, operator, "ctd_phone")
+    phone = await answering_phone(
+        extension, realm, tmp_path, operator, REGISTRAR_SIPP / "ctd_phone.xml"
+    )
     if direction == "internal":
         far = await answering_phone(destination, realm, tmp_path, operator)
     else:
@@ -424,6 +430,27 @@ async def test_click_to_dial_rings_the_room_then_calls_the_destination(
         assert cdr.data.extension == extension and cdr.data.rate == Decimal("0.0128")
 
 
+async def test_a_click_to_dial_leg_keeps_its_session_and_knows_its_dialog(
+    bus: BusProbe, operator: dict[str, str], tmp_path: Path
+) -> None:
+    realm = "bellavista.centralino.test"
+    # Room 104's phone puts the call on hold (UPDATE: 488, no media to re-offer through),
+    # sends an UPDATE with another tag (481), then hangs up; room 110 is the destination.
+    phone = await answering_phone("104", realm, tmp_path, operator, OWN_SIPP / "ctd_phone_hold.xml")
+    far = await answering_phone("110", realm, tmp_path, operator)
+    response = httpx.post(
+        f"{GATEWAY}/v1/tenants/bellavista/calls",
+        headers=operator,
+        json={"extension": "104", "destination": "110"},
+    )
+    assert response.status_code == 202, response.text
+    call_id = response.json()["call_id"]
+    await answered(phone)
+    await answered(far)
+    [ended] = await wait_for(lambda: of_call(bus, "call.ended", call_id))
+    assert ended.data.disposition == "answered"
+
+
 async def test_click_to_dial_refusals_are_problems_not_calls(
     operator: dict[str, str], tmp_path: Path
 ) -> None:
@@ -441,6 +468,23 @@ async def test_click_to_dial_refusals_are_problems_not_calls(
     assert nobody.status_code == 409, nobody.text
     bad = httpx.post(calls, headers=operator, json={"extension": "1x", "destination": "0612"})
     assert bad.status_code == 422, bad.text
+
+
+async def restart_registrar() -> None:
+    """Stops the registrar of `make up` and starts a new process, as an upgrade would."""
+    before = (ROOT / ".run/registrar.pid").read_text()
+    restart = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "scripts/devctl.py"),
+        "restart",
+        "registrar",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(restart.communicate(), 90)
+    assert restart.returncode == 0, out.decode()[-2000:]
+    assert (ROOT / ".run/registrar.pid").read_text() != before
 
 
 async def test_registrar_restart_during_a_call_still_yields_one_call_ended(
@@ -461,24 +505,37 @@ async def test_registrar_restart_during_a_call_still_yields_one_call_ended(
     )
     call_id = started.data.call_id
     await wait_for(lambda: of_call(bus, "call.answered", call_id))
-    before = (ROOT / ".run/registrar.pid").read_text()
-    restart = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(ROOT / "scripts/devctl.py"),
-        "restart",
-        "registrar",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await asyncio.wait_for(restart.communicate(), 90)
-    assert restart.returncode == 0, out.decode()[-2000:]
-    assert (ROOT / ".run/registrar.pid").read_text() != before
+    await restart_registrar()
     # The new process knows the dialog: 101's BYE gets its 200 and reaches 102.
     await asyncio.wait_for(phone, 60)
     await answered(callee)
     [ended] = await wait_for(lambda: of_call(bus, "call.ended", call_id))
     assert ended.data.disposition == "answered" and ended.data.billable_seconds >= 6
     # Neither the old process on its way out nor the new one ends it a second time.
+    await asyncio.sleep(3)
+    assert len(of_call(bus, "call.ended", call_id)) == 1
+
+
+async def test_registrar_restart_during_a_click_to_dial_call_still_yields_one_call_ended(
+    bus: BusProbe, operator: dict[str, str], tmp_path: Path
+) -> None:
+    realm = "bellavista.centralino.test"
+    # Room 107's phone holds the call 8 s before its BYE; the registrar restarts meanwhile.
+    phone = await answering_phone("107", realm, tmp_path, operator, OWN_SIPP / "ctd_phone_long.xml")
+    far = await answering_phone("108", realm, tmp_path, operator)
+    response = httpx.post(
+        f"{GATEWAY}/v1/tenants/bellavista/calls",
+        headers=operator,
+        json={"extension": "107", "destination": "108"},
+    )
+    assert response.status_code == 202, response.text
+    call_id = response.json()["call_id"]
+    await wait_for(lambda: of_call(bus, "call.answered", call_id))
+    await restart_registrar()
+    # The new process knows both dialogs: 107's BYE gets its 200 and a BYE reaches 108.
+    await answered(phone)
+    await answered(far)
+    [ended] = await wait_for(lambda: of_call(bus, "call.ended", call_id))
+    assert ended.data.disposition == "answered" and ended.data.billable_seconds >= 6
     await asyncio.sleep(3)
     assert len(of_call(bus, "call.ended", call_id)) == 1

@@ -769,7 +769,7 @@ class CallControl:
         if isinstance(event, CallEnded):
             statement = delete(DIALOG).where(DIALOG.c.call_id == call.call_id)
         else:
-            row = _row(call)
+            row = {**_row(call), "legs": self.originator.saved(call.call_id)}
             insert = pg_insert(DIALOG).values(**row)
             statement = insert.on_conflict_do_update(
                 index_elements=["call_id"],
@@ -784,7 +784,8 @@ class CallControl:
         for row in rows:
             invite = parse(row.invite.encode())
             if not isinstance(invite, SipMessage):
-                continue
+                # Click-to-dial has no caller's INVITE, only a placeholder (not a full message).
+                invite = SipMessage(method="INVITE", uri=f"sip:{row.callee}")
             answer = parse(row.answer.encode()) if row.answer else None
             transport, ip, port = _address(row.caller_at)
             call = Call(
@@ -807,7 +808,10 @@ class CallControl:
                 transport, ip, port = _address(row.callee_at)
                 call.callee_at = (transport, ip, port, None)
             self.calls[call.call_id] = call
-            if call.answered_at is None or call.callee_at is None:
+            if call.answered_at is not None and row.legs:
+                # A click-to-dial call: the controller's two dialogs go on.
+                self.originator.restore(call, row.legs)
+            elif call.answered_at is None or call.callee_at is None:
                 # Its setup died with the old process: the phones give up on it.
                 await self._end(call, Disposition.failed)
             elif call.max_seconds:

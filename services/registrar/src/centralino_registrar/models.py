@@ -2,9 +2,11 @@
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import field_validator
 from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from centralino_proto.db import service_registry
@@ -143,3 +145,6 @@ class DialogRow(Model, table=True):
     callee_at: str | None = Field(default=None, max_length=300)
     invite: str
     answer: str | None = None
+    # A click-to-dial call: the controller's two dialogs (originate.Leg), so BYE and the
+    # prepaid limit still reach both phones after a restart.
+    legs: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB, nullable=True))

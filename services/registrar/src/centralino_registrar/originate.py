@@ -13,7 +13,7 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from centralino_proto.events import CallAnswered, Disposition
 
@@ -230,6 +230,24 @@ class Originator:
             self._request(o.phone, "BYE")
         await self._end(o, _disposition(status, False))
 
+    def saved(self, call_id: str) -> dict[str, Any] | None:
+        """What a restart needs of an answered click-to-dial call's two dialogs (else None)."""
+        o = self.by_call_id.get(call_id)
+        if o is None or o.phone.answered is None or o.far.answered is None:
+            return None
+        return {"phone": _save(o.phone), "far": _save(o.far)}
+
+    def restore(self, call: Call, saved: dict[str, Any]) -> None:
+        """An answered click-to-dial call from before a restart: BYE and its limit work again."""
+        o = Originated(
+            call=call, phone=_load(saved["phone"]), far=_load(saved["far"]), far_targets=[]
+        )
+        self.by_call_id[o.phone.call_id] = o
+        self.by_call_id[o.far.call_id] = o
+        if call.max_seconds and call.answered_at is not None:
+            left = call.max_seconds - (_now() - call.answered_at).total_seconds()
+            asyncio.get_running_loop().call_later(max(left, 0), self._limit, o)
+
     def owns(self, call_id: str) -> bool:
         """Whether a Call-ID is one of the controller's legs."""
         return call_id in self.by_call_id
@@ -274,6 +292,37 @@ class Originator:
     def _forget(self, o: Originated) -> None:
         self.by_call_id.pop(o.phone.call_id, None)
         self.by_call_id.pop(o.far.call_id, None)
+
+
+def _save(leg: Leg) -> dict[str, Any]:
+    assert leg.answered is not None and leg.destination is not None
+    return {
+        "call_id": leg.call_id,
+        "from": leg.from_,
+        "to": leg.to,
+        "to_with_tag": leg.to_with_tag,
+        "remote_target": leg.remote_target,
+        "destination": list(leg.destination[:3]),
+        "cseq": leg.cseq,
+        "answered": leg.answered.encode().decode("utf-8", "replace"),
+    }
+
+
+def _load(saved: dict[str, Any]) -> Leg:
+    from .sip.message import parse
+
+    answered = parse(str(saved["answered"]).encode())
+    transport, ip, port = saved["destination"]
+    return Leg(
+        call_id=saved["call_id"],
+        from_=saved["from"],
+        to=saved["to"],
+        destination=(str(transport), str(ip), int(port), None),
+        remote_target=saved["remote_target"],
+        to_with_tag=saved["to_with_tag"],
+        cseq=int(saved["cseq"]),
+        answered=answered if isinstance(answered, SipMessage) else None,
+    )
 
 
 def _now() -> datetime:
