@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from centralino_proto.events import CallAnswered, Disposition
 
 from .registrar import Reply
-from .sip.message import SipMessage, parse_name_addr
+from .sip.message import SipMessage, parse, parse_name_addr
 from .sip.transport import Source
 
 if TYPE_CHECKING:
@@ -295,6 +295,7 @@ class Originator:
 
 
 def _save(leg: Leg) -> dict[str, Any]:
+    """An answered leg as JSON (PostgreSQL keeps no NUL in text)."""
     assert leg.answered is not None and leg.destination is not None
     return {
         "call_id": leg.call_id,
@@ -304,13 +305,12 @@ def _save(leg: Leg) -> dict[str, Any]:
         "remote_target": leg.remote_target,
         "destination": list(leg.destination[:3]),
         "cseq": leg.cseq,
-        "answered": leg.answered.encode().decode("utf-8", "replace"),
+        "answered": leg.answered.encode().decode("utf-8", "replace").replace("\x00", ""),
     }
 
 
 def _load(saved: dict[str, Any]) -> Leg:
-    from .sip.message import parse
-
+    """A leg stored by _save."""
     answered = parse(str(saved["answered"]).encode())
     transport, ip, port = saved["destination"]
     return Leg(
