@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import ipaddress
 import logging
@@ -41,6 +42,19 @@ WRITER_FAILURES = Counter("centralino_sip_location_write_failures_total", "Faile
 AorKey = tuple[uuid.UUID, str]
 # Core statements on the hot path (the ORM's bulk machinery costs milliseconds per batch).
 BINDING_TABLE: Table = BindingRow.__table__  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _upsert() -> Executable:
+    """INSERT ... ON CONFLICT DO UPDATE of every column, built once: constructing it
+    (the `excluded` alias and its columns) cost more than executing a small batch."""
+    statement = pg_insert(BINDING_TABLE)
+    return statement.on_conflict_do_update(
+        index_elements=["binding_id"],
+        set_={
+            c.name: statement.excluded[c.name] for c in BINDING_TABLE.c if c.name != "binding_id"
+        },
+    )
 
 
 @dataclass(slots=True)
@@ -416,15 +430,7 @@ class Location:
         if change.upserts:
             # The last version of a binding wins when a batch holds several.
             rows = {b.binding_id: b.row() for b in change.upserts}
-            statement = pg_insert(BINDING_TABLE)
-            columns = [c for c in next(iter(rows.values())) if c != "binding_id"]
-            await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["binding_id"],
-                    set_={c: statement.excluded[c] for c in columns},
-                ),
-                list(rows.values()),
-            )
+            await session.execute(_upsert(), list(rows.values()))
 
     async def _sweeper(self) -> None:
         while True:
