@@ -132,22 +132,39 @@ def sipp(port: int, csv: Path, rate: int, calls: int, work: Path) -> Step:
 
 
 def knee(name: str, port: int, csv: Path, n_users: int, work: Path) -> tuple[int, int]:
-    """Steps the rate up; the highest rate with no failure or retransmission, and calls made."""
+    """Steps the rate up to the first failure or retransmission, then halves the gap to the
+    last clean rate twice; returns the highest clean rate and the registrations made."""
     best = 0
     made = 0
-    for rate in RATES:
+
+    def step(rate: int) -> bool:
+        nonlocal made
         calls = min(rate * STEP_SECONDS, n_users)
-        step = sipp(port, csv, rate, calls, work)
-        made += step.successful
+        result = sipp(port, csv, rate, calls, work)
+        made += result.successful
         print(
-            f"  {name:<10} {rate:>5} reg/s: {step.successful:>6} ok, {step.failed:>4} failed, "
-            f"{step.retransmissions:>5} retransmissions ({step.seconds:.1f}s)",
+            f"  {name:<10} {rate:>5} reg/s: {result.successful:>6} ok, {result.failed:>4} failed, "
+            f"{result.retransmissions:>5} retransmissions ({result.seconds:.1f}s)",
             flush=True,
         )
-        if not step.clean:
+        # An overloaded step leaves retransmissions in flight: let them drain.
+        time.sleep(1 if result.clean else 5)
+        return result.clean
+
+    failed_at = 0
+    for rate in RATES:
+        if not step(rate):
+            failed_at = rate
             break
         best = rate
-        time.sleep(1)
+    for _ in range(2):
+        if not failed_at or failed_at - best < 100:
+            break
+        middle = (best + failed_at) // 2 // 50 * 50
+        if step(middle):
+            best = middle
+        else:
+            failed_at = middle
     return best, made
 
 
