@@ -503,3 +503,24 @@ async def test_in_dialog_requests_outside_the_dialog_get_481(
         # The dialog is over: a re-INVITE with its own tags is not relayed any more.
         await phone.send(request("INVITE", ours, 2))
         assert (await phone.recv()).status == 481
+
+
+async def test_an_unrated_call_nobody_hangs_up_ends_at_the_maximum_duration(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path
+) -> None:
+    caller = await provision(extension="101")
+    callee = await provision(extension="102")
+    plug(harness, contract_app(caller.tenant_id))  # internal: rating gives no limit
+    _sip(harness).calls.settings.sip_max_call_seconds = 3  # type: ignore[attr-defined]
+    callee_sipp = await uas(harness, sipp, callee, tmp_path)
+    async with harness.probe("call.ended") as probe:
+        # Neither phone hangs up: call_uac_cut waits for a BYE, call_uas too.
+        result = await sipp("call_uac_cut", [caller_row(caller, "102")], extra=["-trace_msg"])
+        assert result.returncode == 0, result.errors or result.stderr[-2000:]
+        _, err = await asyncio.wait_for(callee_sipp.communicate(), 30)
+        assert callee_sipp.returncode == 0, err.decode()[-2000:]
+        [ended] = await probe.wait_for("call.ended")
+    assert ended.data.disposition == "answered" and ended.data.call_class == "internal"
+    assert 3 <= ended.data.billable_seconds <= 4, ended.data.billable_seconds
+    trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
+    assert 'text="maximum call duration"' in trace

@@ -86,7 +86,11 @@ class Call:
     source: Source
     started_at: datetime
     forwarded_from: str | None = None
+    # Rating's limit for a billable call (prepaid credit); None for an unrated one.
     max_seconds: int | None = None
+    # Every call ends at the latest after this long, rated or not: a phone that vanished
+    # mid-call never sends its BYE (SIP_MAX_CALL_SECONDS, like Kamailio's dialog timeout).
+    max_duration: int = 4 * 3600
     branches: dict[str, Branch] = field(default_factory=dict)
     answered_at: datetime | None = None
     callee_at: Destination | None = None
@@ -98,6 +102,21 @@ class Call:
     rules: dict[str, Any] = field(default_factory=dict)
     called: str | None = None
     pending_rule: str | None = None
+
+    @property
+    def limit_seconds(self) -> int:
+        """When the proxy ends the answered call itself: credit or duration, whichever first."""
+        if self.max_seconds is not None and self.max_seconds < self.max_duration:
+            return self.max_seconds
+        return self.max_duration
+
+    @property
+    def limit_reason(self) -> str:
+        """The Reason of the BYEs sent at the limit (RFC 3326)."""
+        if self.max_seconds is not None and self.max_seconds < self.max_duration:
+            return 'Q.850;cause=16;text="credit limit reached"'
+        return 'Q.850;cause=102;text="maximum call duration"'
+
     timed_out: bool = False
     ring_timer: asyncio.TimerHandle | None = None
 
@@ -290,6 +309,7 @@ class CallControl:
 
     async def track(self, call: Call) -> None:
         """Holds a call accepted for routing and announces it (call.started)."""
+        call.max_duration = self.settings.sip_max_call_seconds
         self.calls[call.call_id] = call
         await self._event(
             call,
@@ -642,10 +662,9 @@ class CallControl:
                         answered_at=call.answered_at,
                     ),
                 )
-                if call.max_seconds:
-                    call.limit = asyncio.get_running_loop().call_later(
-                        call.max_seconds, self._schedule_cut, call
-                    )
+                call.limit = asyncio.get_running_loop().call_later(
+                    call.limit_seconds, self._schedule_cut, call
+                )
             self._send_source(upstream.encode(), call.source)  # every 2xx goes upstream
             return
         if first_final:
@@ -686,7 +705,8 @@ class CallControl:
         task.add_done_callback(self._timers.discard)
 
     async def _cut(self, call: Call) -> None:
-        """The prepaid limit: BYE to both sides, as the dialog's own proxy."""
+        """The call's limit (prepaid credit or maximum duration): BYE to both sides, as the
+        dialog's own proxy."""
         if call.ended or call.answer is None or call.callee_at is None:
             return
         invite, answer = call.invite, call.answer
@@ -719,7 +739,7 @@ class CallControl:
                 ("call-id", call.call_id),
                 ("cseq", f"{cseq} BYE"),
                 ("max-forwards", "70"),
-                ("reason", 'Q.850;cause=16;text="credit limit reached"'),
+                ("reason", call.limit_reason),
             ]
             self._send_to(bye.encode(), destination)
         await self._end(call, Disposition.answered)
@@ -801,6 +821,7 @@ class CallControl:
                 started_at=row.started_at,
                 forwarded_from=row.forwarded_from,
                 max_seconds=row.max_seconds,
+                max_duration=self.settings.sip_max_call_seconds,
                 answered_at=row.answered_at,
                 answer=answer if isinstance(answer, SipMessage) else None,
             )
@@ -814,8 +835,8 @@ class CallControl:
             elif call.answered_at is None or call.callee_at is None:
                 # Its setup died with the old process: the phones give up on it.
                 await self._end(call, Disposition.failed)
-            elif call.max_seconds:
-                left = call.max_seconds - (_now() - call.answered_at).total_seconds()
+            else:
+                left = call.limit_seconds - (_now() - call.answered_at).total_seconds()
                 call.limit = asyncio.get_running_loop().call_later(
                     max(left, 0), self._schedule_cut, call
                 )

@@ -46,6 +46,9 @@ class Settings(ServiceSettings):
     sip_t1: float = 0.5
     # Timer C (RFC 3261 16.6): how long a proxied INVITE may ring without an answer.
     sip_timer_c: float = 180.0
+    # The longest an answered call may last before the proxy ends it with BYE to both
+    # sides (a phone that lost power never hangs up; its call must still end and be billed).
+    sip_max_call_seconds: int = 4 * 3600
 
     @property
     def sip_public_host(self) -> str:
