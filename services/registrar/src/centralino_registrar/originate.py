@@ -41,6 +41,7 @@ class Leg:
     branches: dict[str, tuple[str, Destination]] = field(default_factory=dict)
     answered: SipMessage | None = None
     done: bool = False
+    refused: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -140,7 +141,7 @@ class Originator:
         if status >= 300:
             self._ack_failure(leg, branch, uri, dest, resp)
             leg.branches.pop(branch, None)
-            if not leg.branches and leg.answered is None:
+            if not leg.branches and leg.answered is None and not leg.done:
                 await self._failed(o, leg, status)
             return True
         if leg.answered is not None:
@@ -150,6 +151,13 @@ class Originator:
                     self._request(leg, "ACK", o.far.answered.body)
                 elif leg is o.far:
                     self._request(leg, "ACK")
+            else:
+                # Another branch answered too (a 2xx racing the CANCEL): not wanted.
+                self._refuse(leg, dest, resp)
+            return True
+        if leg.done:
+            # The call was given up while this branch rang: its 2xx raced the CANCEL.
+            self._refuse(leg, dest, resp)
             return True
         leg.answered = resp
         leg.destination = dest
@@ -185,6 +193,26 @@ class Originator:
         if call.max_seconds:
             asyncio.get_running_loop().call_later(call.max_seconds, self._limit, o)
         return True
+
+    def _refuse(self, leg: Leg, dest: Destination, resp: SipMessage) -> None:
+        """A 2xx nobody wants (RFC 3261 13.2.2.4): ACK it, then BYE its dialog (once)."""
+        contact = parse_name_addr(resp.get("contact") or "")
+        to = resp.get("to") or ""
+        if contact is None:
+            return
+        dialog = Leg(
+            call_id=leg.call_id,
+            from_=leg.from_,
+            to=leg.to,
+            destination=dest,
+            remote_target=contact.uri,
+            to_with_tag=to,
+            cseq=leg.cseq,
+        )
+        self._request(dialog, "ACK")
+        if to not in leg.refused:
+            leg.refused.add(to)
+            self._request(dialog, "BYE")
 
     def _limit(self, o: Originated) -> None:
         task = asyncio.ensure_future(self.hangup(o, None))
@@ -224,6 +252,7 @@ class Originator:
     async def _failed(self, o: Originated, leg: Leg, status: int) -> None:
         from .calls import _disposition
 
+        o.phone.done = o.far.done = True
         if leg is o.far and o.phone.answered is not None:
             # The destination refused: take the phone's answer and hang up on it.
             self._request(o.phone, "ACK")
@@ -277,21 +306,40 @@ class Originator:
 
     async def hangup(self, o: Originated, from_leg: Leg | None) -> None:
         """Ends the call: BYE to the leg(s) that did not hang up."""
+        if o.phone.done and o.far.done:
+            return  # already ended (a retransmitted BYE, or a BYE after the limit)
+        if o.far.answered is None:
+            await self._abandon(o)
+            return
         for leg in (o.phone, o.far):
             if leg is not from_leg and not leg.done and leg.answered is not None:
                 self._request(leg, "BYE")
             leg.done = True
         await self._end(o, Disposition.answered)
 
+    async def _abandon(self, o: Originated) -> None:
+        """The phone hung up while the destination still rang: CANCEL every branch of it.
+
+        Their 487s (and any 2xx racing the CANCEL) still find the call by branch until it
+        is forgotten; the call ends now, as cancelled."""
+        o.phone.done = True
+        o.far.done = True
+        # The phone's 2xx still wants its ACK, or it retransmits it for 32 s.
+        self._request(o.phone, "ACK")
+        for branch in list(o.far.branches):
+            self._cancel(o.far, branch)
+        await self._end(o, Disposition.cancelled)
+
     async def _end(self, o: Originated, disposition: Disposition) -> None:
         await self.control._end(o.call, disposition)
-        for branch in [b for b, (x, _) in self.by_branch.items() if x is o]:
-            del self.by_branch[branch]
+        # The branch map stays: late final responses (487s, a 2xx after a CANCEL) are ours.
         asyncio.get_running_loop().call_later(32, self._forget, o)
 
     def _forget(self, o: Originated) -> None:
         self.by_call_id.pop(o.phone.call_id, None)
         self.by_call_id.pop(o.far.call_id, None)
+        for branch in [b for b, (x, _) in self.by_branch.items() if x is o]:
+            del self.by_branch[branch]
 
 
 def _save(leg: Leg) -> dict[str, Any]:
