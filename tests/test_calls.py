@@ -451,6 +451,36 @@ async def test_a_click_to_dial_leg_keeps_its_session_and_knows_its_dialog(
     assert ended.data.disposition == "answered"
 
 
+async def test_a_click_to_dial_room_that_hangs_up_first_cancels_the_ringing_destination(
+    bus: BusProbe, operator: dict[str, str], tmp_path: Path
+) -> None:
+    realm = "bellavista.centralino.test"
+    # Room 107's phone answers, then hangs up 2 s later while room 108 still rings;
+    # call_uas_ring passes only when a CANCEL reaches 108 (and its 487 gets the ACK).
+    phone = await answering_phone(
+        "107", realm, tmp_path, operator, OWN_SIPP / "ctd_phone_hangup.xml"
+    )
+    far = await answering_phone(
+        "108", realm, tmp_path, operator, REGISTRAR_SIPP / "call_uas_ring.xml"
+    )
+    response = httpx.post(
+        f"{GATEWAY}/v1/tenants/bellavista/calls",
+        headers=operator,
+        json={"extension": "107", "destination": "108"},
+    )
+    assert response.status_code == 202, response.text
+    call_id = response.json()["call_id"]
+    await answered(phone)
+    await answered(far)
+    [ended] = await wait_for(lambda: of_call(bus, "call.ended", call_id))
+    assert ended.data.disposition == "cancelled", ended.data.disposition
+    assert ended.data.answered_at is None and ended.data.billable_seconds == 0
+    assert not of_call(bus, "call.answered", call_id)
+    # Neither the phone's BYE nor the destination's 487 ends it a second time.
+    await asyncio.sleep(3)
+    assert len(of_call(bus, "call.ended", call_id)) == 1
+
+
 async def test_click_to_dial_refusals_are_problems_not_calls(
     operator: dict[str, str], tmp_path: Path
 ) -> None:
