@@ -190,8 +190,8 @@ class Originator:
                 answered_at=call.answered_at,
             ),
         )
-        if call.max_seconds:
-            asyncio.get_running_loop().call_later(call.max_seconds, self._limit, o)
+        # Credit or maximum duration, whichever comes first; the call's end cancels it.
+        call.limit = asyncio.get_running_loop().call_later(call.limit_seconds, self._limit, o)
         return True
 
     def _refuse(self, leg: Leg, dest: Destination, resp: SipMessage) -> None:
@@ -273,9 +273,9 @@ class Originator:
         )
         self.by_call_id[o.phone.call_id] = o
         self.by_call_id[o.far.call_id] = o
-        if call.max_seconds and call.answered_at is not None:
-            left = call.max_seconds - (_now() - call.answered_at).total_seconds()
-            asyncio.get_running_loop().call_later(max(left, 0), self._limit, o)
+        if call.answered_at is not None:
+            left = call.limit_seconds - (_now() - call.answered_at).total_seconds()
+            call.limit = asyncio.get_running_loop().call_later(max(left, 0), self._limit, o)
 
     def owns(self, call_id: str) -> bool:
         """Whether a Call-ID is one of the controller's legs."""
