@@ -137,6 +137,17 @@ def of_call(bus: BusProbe, event_type: str, call_id: str) -> list[Any]:
     return [e for e in bus.of_type(event_type) if e.data.call_id == call_id]
 
 
+def click_to_dial(operator: dict[str, str], extension: str, destination: str) -> str:
+    """Asks the gateway to ring a bellavista room and then call the destination."""
+    response = httpx.post(
+        f"{GATEWAY}/v1/tenants/bellavista/calls",
+        headers=operator,
+        json={"extension": extension, "destination": destination},
+    )
+    assert response.status_code == 202, response.text
+    return str(response.json()["call_id"])
+
+
 async def wait_for(predicate: Any, timeout: float = 30) -> Any:
     for _ in range(int(timeout * 10)):
         if result := predicate():
@@ -407,13 +418,7 @@ async def test_click_to_dial_rings_the_room_then_calls_the_destination(
         far = await answering_phone(destination, realm, tmp_path, operator)
     else:
         far = await uas(CARRIER_PORT, tmp_path)
-    response = httpx.post(
-        f"{GATEWAY}/v1/tenants/bellavista/calls",
-        headers=operator,
-        json={"extension": extension, "destination": destination},
-    )
-    assert response.status_code == 202, response.text
-    call_id = response.json()["call_id"]
+    call_id = click_to_dial(operator, extension, destination)
     # ctd_phone hangs up after the ACK with the answer; the registrar BYEs the far side.
     await answered(phone)
     await answered(far)
@@ -438,13 +443,7 @@ async def test_a_click_to_dial_leg_keeps_its_session_and_knows_its_dialog(
     # sends an UPDATE with another tag (481), then hangs up; room 110 is the destination.
     phone = await answering_phone("104", realm, tmp_path, operator, OWN_SIPP / "ctd_phone_hold.xml")
     far = await answering_phone("110", realm, tmp_path, operator)
-    response = httpx.post(
-        f"{GATEWAY}/v1/tenants/bellavista/calls",
-        headers=operator,
-        json={"extension": "104", "destination": "110"},
-    )
-    assert response.status_code == 202, response.text
-    call_id = response.json()["call_id"]
+    call_id = click_to_dial(operator, "104", "110")
     await answered(phone)
     await answered(far)
     [ended] = await wait_for(lambda: of_call(bus, "call.ended", call_id))
@@ -463,13 +462,7 @@ async def test_a_click_to_dial_room_that_hangs_up_first_cancels_the_ringing_dest
     far = await answering_phone(
         "108", realm, tmp_path, operator, REGISTRAR_SIPP / "call_uas_ring.xml"
     )
-    response = httpx.post(
-        f"{GATEWAY}/v1/tenants/bellavista/calls",
-        headers=operator,
-        json={"extension": "107", "destination": "108"},
-    )
-    assert response.status_code == 202, response.text
-    call_id = response.json()["call_id"]
+    call_id = click_to_dial(operator, "107", "108")
     await answered(phone)
     await answered(far)
     [ended] = await wait_for(lambda: of_call(bus, "call.ended", call_id))
@@ -553,13 +546,7 @@ async def test_registrar_restart_during_a_click_to_dial_call_still_yields_one_ca
     # Room 107's phone holds the call 8 s before its BYE; the registrar restarts meanwhile.
     phone = await answering_phone("107", realm, tmp_path, operator, OWN_SIPP / "ctd_phone_long.xml")
     far = await answering_phone("108", realm, tmp_path, operator)
-    response = httpx.post(
-        f"{GATEWAY}/v1/tenants/bellavista/calls",
-        headers=operator,
-        json={"extension": "107", "destination": "108"},
-    )
-    assert response.status_code == 202, response.text
-    call_id = response.json()["call_id"]
+    call_id = click_to_dial(operator, "107", "108")
     await wait_for(lambda: of_call(bus, "call.answered", call_id))
     await restart_registrar()
     # The new process knows both dialogs: 107's BYE gets its 200 and a BYE reaches 108.

@@ -223,6 +223,17 @@ class SipClient:
         assert isinstance(msg, SipMessage), msg
         return msg
 
+    async def register_with_digest(
+        self, *, user: str, realm: str, password: str, contact: str | None = None
+    ) -> None:
+        """REGISTER, answer the 401's challenge, and insist on the 200."""
+        await self.send(self.register(user=user, realm=realm, contact=contact))
+        auth = digest_authorization(
+            challenge_of(await self.recv()), username=user, password=password, uri=f"sip:{realm}"
+        )
+        await self.send(self.register(user=user, realm=realm, contact=contact, authorization=auth))
+        assert (await self.recv()).status == 200
+
     def register(
         self,
         *,

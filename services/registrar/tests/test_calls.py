@@ -380,7 +380,7 @@ async def test_a_phone_behind_nat_is_reached_at_its_source_address(
 ) -> None:
     from centralino_registrar.sip.transaction import make_response
 
-    from .conftest import SipClient, challenge_of, digest_authorization
+    from .conftest import SipClient
 
     caller = await provision(extension="101")
     callee = await provision(extension="102")
@@ -389,15 +389,9 @@ async def test_a_phone_behind_nat_is_reached_at_its_source_address(
     async with SipClient(port) as phone:
         # The phone only knows its private address; the proxy sees the NAT's.
         private = "<sip:102@192.168.1.50:5060>"
-        await phone.send(phone.register(user="102", realm=callee.realm, contact=private))
-        challenge = await phone.recv()
-        auth = digest_authorization(
-            challenge_of(challenge), username="102", password="secret102", uri=f"sip:{callee.realm}"
+        await phone.register_with_digest(
+            user="102", realm=callee.realm, password="secret102", contact=private
         )
-        await phone.send(
-            phone.register(user="102", realm=callee.realm, contact=private, authorization=auth)
-        )
-        assert (await phone.recv()).status == 200
         call = asyncio.ensure_future(sipp("call_uac_rejected", [caller_row(caller, "102")]))
         invite = await phone.recv(timeout=20)
         assert invite.method == "INVITE" and invite.uri == "sip:102@192.168.1.50:5060"
@@ -436,22 +430,14 @@ async def test_in_dialog_requests_outside_the_dialog_get_481(
 ) -> None:
     from centralino_registrar.sip.transaction import make_response
 
-    from .conftest import SipClient, challenge_of, digest_authorization
+    from .conftest import SipClient
 
     caller = await provision(extension="101")
     callee = await provision(extension="102")
     plug(harness, contract_app(caller.tenant_id))
     port = int(harness.settings.sip_port)  # type: ignore[attr-defined]
     async with SipClient(port) as phone:
-        await phone.send(phone.register(user="102", realm=callee.realm))
-        auth = digest_authorization(
-            challenge_of(await phone.recv()),
-            username="102",
-            password="secret102",
-            uri=f"sip:{callee.realm}",
-        )
-        await phone.send(phone.register(user="102", realm=callee.realm, authorization=auth))
-        assert (await phone.recv()).status == 200
+        await phone.register_with_digest(user="102", realm=callee.realm, password="secret102")
         call = asyncio.ensure_future(sipp("call_uac", [caller_row(caller, "102")]))
         invite = await phone.recv(timeout=20)
         routes = invite.all("record-route")
