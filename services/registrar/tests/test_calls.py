@@ -510,3 +510,39 @@ async def test_an_unrated_call_nobody_hangs_up_ends_at_the_maximum_duration(
     assert 3 <= ended.data.billable_seconds <= 4, ended.data.billable_seconds
     trace = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_messages.log"))
     assert 'text="maximum call duration"' in trace
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["phone_rings_on", "destination_rings_on"])
+async def test_click_to_dial_gives_up_on_a_leg_that_never_answers(
+    harness: ServiceHarness, provision: Provision, sipp: Sipp, tmp_path: Path, answers: bool
+) -> None:
+    user = await provision(extension="106")
+    plug(harness, contract_app(user.tenant_id))
+    calls = _sip(harness).calls
+    calls.settings.sip_timer_c = 2  # type: ignore[attr-defined]
+    carrier_port = free_port()
+    calls.settings.carrier_uri = f"sip:127.0.0.1:{carrier_port}"  # type: ignore[attr-defined]
+    # call_uas_ring passes only when the CANCEL comes; ctd_phone_dropped only on ACK and BYE.
+    phone = await uas(
+        harness, sipp, user, tmp_path, scenario="ctd_phone_dropped" if answers else "call_uas_ring"
+    )
+    far = await uas(harness, sipp, None, tmp_path, carrier_port, scenario="call_uas_ring")
+    headers = harness.mint.headers("tenant_admin", tenant_id=user.tenant_id)
+    async with harness.probe("call.ended") as probe:
+        response = await harness.client.post(
+            "/v1/tenants/bellavista/calls",
+            json={"extension": "106", "destination": "00551133334444"},
+            headers=headers,
+        )
+        assert response.status_code == 202, response.text
+        [ended] = await probe.wait_for("call.ended", timeout=20)
+        if answers:
+            _, err = await asyncio.wait_for(far.communicate(), 30)
+            assert far.returncode == 0, err.decode()[-2000:]
+        else:
+            far.kill()  # never reached: the phone did not answer
+            await far.wait()
+        _, err = await asyncio.wait_for(phone.communicate(), 30)
+        assert phone.returncode == 0, err.decode()[-2000:]
+    assert ended.data.call_id == response.json()["call_id"]
+    assert ended.data.disposition == "no_answer" and ended.data.billable_seconds == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,35 @@ class Originator:
         await c.track(call)
         for uri, dest in phones:
             self._invite(o, phone, uri, dest, body=b"")
+        self._ring(o)
+
+    def _ring(self, o: Originated) -> None:
+        """(Re)starts Timer C (RFC 3261 16.6) for the leg that rings now: a phone or a
+        destination that never answers must not keep the call open."""
+        call = o.call
+        if call.ring_timer:
+            call.ring_timer.cancel()
+        call.ring_timer = asyncio.get_running_loop().call_later(
+            self.control.settings.sip_timer_c, lambda: self._spawn(self._no_answer(o))
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.control._timers.add(task)
+        task.add_done_callback(self.control._timers.discard)
+
+    async def _no_answer(self, o: Originated) -> None:
+        """Timer C fired: CANCEL the leg still ringing; an answered phone gets ACK and BYE."""
+        if o.phone.done and o.far.done:
+            return
+        ringing = o.phone if o.phone.answered is None else o.far
+        for branch in list(ringing.branches):
+            self._cancel(ringing, branch)
+        o.phone.done = o.far.done = True
+        if o.phone.answered is not None:
+            self._request(o.phone, "ACK")
+            self._request(o.phone, "BYE")
+        await self._end(o, Disposition.no_answer)
 
     def _invite(self, o: Originated, leg: Leg, uri: str, dest: Destination, body: bytes) -> None:
         c = self.control
@@ -174,11 +204,14 @@ class Originator:
                 return True
             for far_uri, far_dest in o.far_targets:
                 self._invite(o, o.far, far_uri, far_dest, body=resp.body)
+            self._ring(o)
             return True
         # The destination answered: ACK it, and give its answer to the phone.
         self._request(o.far, "ACK")
         self._request(o.phone, "ACK", resp.body)
         call = o.call
+        if call.ring_timer:
+            call.ring_timer.cancel()
         call.answered_at = _now()
         call.answer = resp
         await self.control._event(
@@ -215,9 +248,7 @@ class Originator:
             self._request(dialog, "BYE")
 
     def _limit(self, o: Originated) -> None:
-        task = asyncio.ensure_future(self.hangup(o, None))
-        self.control._timers.add(task)
-        task.add_done_callback(self.control._timers.discard)
+        self._spawn(self.hangup(o, None))
 
     def _ack_failure(
         self, leg: Leg, branch: str, uri: str, dest: Destination, resp: SipMessage
