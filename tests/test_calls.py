@@ -270,24 +270,7 @@ async def test_a_busy_room_forwards_to_another_as_its_dial_plan_says(
             tmp_path,
             port=backup_port,
         )
-        busy = await asyncio.create_subprocess_exec(
-            "sipp",
-            "-sf",
-            str(REGISTRAR_SIPP / "call_uas_busy.xml"),
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(busy_port),
-            "-m",
-            "1",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-nostdin",
-            cwd=tmp_path,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        busy = await uas(busy_port, tmp_path, REGISTRAR_SIPP / "call_uas_busy.xml")
         backup = await uas(backup_port, tmp_path)
         await sipp(REGISTRAR_SIPP / "call_uac.xml", [call_row("101", "104", realm)], tmp_path)
         await answered(busy)

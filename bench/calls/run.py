@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ import httpx
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "register"))
-from run import REALM, free_port, prepare_kamailio, wait_udp  # noqa: E402
+from run import REALM, free_port, start_kamailio, start_registrar, stop  # noqa: E402
 
 RATES = [10, 20, 40, 60, 90, 130, 180, 250, 350, 500, 700, 1000, 1400, 2000]
 STEP_SECONDS = 5
@@ -210,39 +209,17 @@ def bench_registrar(work: Path) -> tuple[int, int]:
     )
     exchange = f"bench.{tag}"
     url = f"http://127.0.0.1:{contract_port}"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SIP_HOST": "127.0.0.1",
-        "SIP_PORT": str(sip_port),
-        "SIP_NONCE_SECRET": "bench-nonce-secret",
-        "BUS_EXCHANGE": exchange,
-        "BUS_QUEUE_PREFIX": exchange,
-        "ROUTING_URL": url,
-        "RATING_URL": url,
-        "GATEWAY_URL": url,
-        "LOG_LEVEL": "WARNING",
-    }
     loop = asyncio.new_event_loop()
     connection, queue = loop.run_until_complete(bus_counter(exchange))
-    registrar = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "centralino_registrar",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(http_port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    uas = None
+    registrar = uas = None
     try:
-        wait_udp(sip_port)
+        registrar = start_registrar(
+            database_url,
+            sip_port,
+            http_port,
+            tag,
+            {"ROUTING_URL": url, "RATING_URL": url, "GATEWAY_URL": url},
+        )
         for _ in range(100):
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.post(f"{url}/v1/auth/token", timeout=2).status_code == 200:
@@ -262,12 +239,7 @@ def bench_registrar(work: Path) -> tuple[int, int]:
         )
         return rate, lost + doubled
     finally:
-        for proc in (uas, registrar, contract):
-            if proc is not None:
-                proc.send_signal(signal.SIGINT)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(20)
-                proc.kill()
+        stop(uas, registrar, contract)
 
         async def cleanup() -> None:
             with contextlib.suppress(Exception):
@@ -281,48 +253,15 @@ def bench_registrar(work: Path) -> tuple[int, int]:
 
 
 def bench_kamailio(work: Path) -> int:
-    db = work / "kamailio-db"
-    prepare_kamailio(db, [CALLER, CALLEE])
-    port, uas_port = free_port(), free_port()
-    sock = work / "kamailio-ctl.sock"
-    kamailio = subprocess.Popen(
-        [
-            "kamailio",
-            "-f",
-            str(HERE / "kamailio.cfg"),
-            "-DD",
-            "-E",
-            "-l",
-            f"udp:127.0.0.1:{port}",
-            "-A",
-            f'DBURL="text://{db}"',
-            "-A",
-            f'CTLSOCK="unix:{sock}"',
-            "-m",
-            "256",
-            "-M",
-            "32",
-            "-w",
-            str(work),
-            "-P",
-            str(work / "kamailio.pid"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    kamailio, port, _ = start_kamailio(HERE / "kamailio.cfg", [CALLER, CALLEE], work, shm_mb=256)
+    uas_port = free_port()
     uas = None
     try:
-        wait_udp(port)
         register_callee(port, uas_port, work)
         uas = start_uas(uas_port, work)
         return ramp("kamailio", port, work)
     finally:
-        for proc in (uas, kamailio):
-            if proc is not None:
-                proc.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(20)
-                proc.kill()
+        stop(uas, kamailio)
 
 
 def main() -> None:

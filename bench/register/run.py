@@ -32,6 +32,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -350,6 +351,84 @@ def wait_udp(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing answers SIP on {port}")
 
 
+def start_registrar(
+    database_url: str,
+    sip_port: int,
+    http_port: int,
+    tag: str,
+    extra_env: dict[str, str],
+    output: IO[str] | int = subprocess.DEVNULL,
+) -> subprocess.Popen[bytes]:
+    """The registrar service in its own process on a private exchange; returns once it
+    answers SIP."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SIP_HOST": "127.0.0.1",
+        "SIP_PORT": str(sip_port),
+        "SIP_NONCE_SECRET": "bench-nonce-secret",
+        "BUS_EXCHANGE": f"bench.{tag}",
+        "BUS_QUEUE_PREFIX": f"bench.{tag}",
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
+    registrar = subprocess.Popen(
+        [
+            sys.executable,
+            *("-m", "centralino_registrar", "serve"),
+            *("--host", "127.0.0.1", "--port", str(http_port)),
+        ],
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
+    _ready(registrar, sip_port)
+    return registrar
+
+
+def start_kamailio(
+    cfg: Path, accounts: list[tuple[str, str]], work: Path, *, shm_mb: int
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """Kamailio with `cfg` on a free UDP port and `accounts` as db_text subscribers (HA1
+    only); returns the process, its SIP port and its control socket once it answers SIP."""
+    db = work / "kamailio-db"
+    prepare_kamailio(db, accounts)
+    port = free_port()
+    sock = work / "kamailio-ctl.sock"
+    kamailio = subprocess.Popen(
+        [
+            *("kamailio", "-f", str(cfg), "-DD", "-E", "-l", f"udp:127.0.0.1:{port}"),
+            *("-A", f'DBURL="text://{db}"', "-A", f'CTLSOCK="unix:{sock}"'),
+            *("-m", str(shm_mb), "-M", "32"),
+            *("-w", str(work), "-P", str(work / "kamailio.pid")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _ready(kamailio, port)
+    return kamailio, port, sock
+
+
+def _ready(proc: subprocess.Popen[bytes], sip_port: int) -> None:
+    try:
+        wait_udp(sip_port)
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def stop(*processes: subprocess.Popen[bytes] | None) -> None:
+    """SIGINT (a clean shutdown for the registrar and uvicorn, SIGTERM-like for the rest),
+    then SIGKILL after 20 s."""
+    for proc in processes:
+        if proc is None:
+            continue
+        proc.send_signal(signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(20)
+        proc.kill()
+
+
 def bench_registrar(
     args: argparse.Namespace, accounts: list[tuple[str, str]], csv: Path, work: Path
 ) -> tuple[int, float]:
@@ -360,35 +439,16 @@ def bench_registrar(
     database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/bench_registrar_{tag}"
     asyncio.run(prepare_registrar(database_url, accounts))
     sip_port, http_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "SIP_HOST": "127.0.0.1",
-        "SIP_PORT": str(sip_port),
-        "SIP_NONCE_SECRET": "bench-nonce-secret",
-        "SIP_MAX_BINDINGS_PER_AOR": "1000",
-        "BUS_EXCHANGE": f"bench.{tag}",
-        "BUS_QUEUE_PREFIX": f"bench.{tag}",
-        "LOG_LEVEL": "WARNING",
-    }
     log = (work / "registrar.log").open("w")
-    registrar = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "centralino_registrar",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(http_port),
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    registrar = start_registrar(
+        database_url,
+        sip_port,
+        http_port,
+        tag,
+        {"SIP_MAX_BINDINGS_PER_AOR": "1000"},
+        log,
     )
     try:
-        wait_udp(sip_port)
         rate, _ = knee("centralino", sip_port, csv, args.users, work)
         print(
             f"  centralino bindings after the ramp: {bindings_of_registrar(http_port)} "
@@ -403,10 +463,7 @@ def bench_registrar(
         )
         return rate, per_binding
     finally:
-        registrar.send_signal(signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            registrar.wait(30)
-        registrar.kill()
+        stop(registrar)
         log.close()
 
         async def cleanup() -> None:
@@ -420,37 +477,8 @@ def bench_kamailio(
     args: argparse.Namespace, accounts: list[tuple[str, str]], csv: Path, work: Path
 ) -> tuple[int, float]:
     """Kamailio 5.6 configured the same way (kamailio.cfg)."""
-    db = work / "kamailio-db"
-    prepare_kamailio(db, accounts)
-    kport = free_port()
-    sock = work / "kamailio-ctl.sock"
-    kamailio = subprocess.Popen(
-        [
-            "kamailio",
-            "-f",
-            str(HERE / "kamailio.cfg"),
-            "-DD",
-            "-E",
-            "-l",
-            f"udp:127.0.0.1:{kport}",
-            "-A",
-            f'DBURL="text://{db}"',
-            "-A",
-            f'CTLSOCK="unix:{sock}"',
-            "-m",
-            "1024",
-            "-M",
-            "32",
-            "-w",
-            str(work),
-            "-P",
-            str(work / "kamailio.pid"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    kamailio, kport, sock = start_kamailio(HERE / "kamailio.cfg", accounts, work, shm_mb=1024)
     try:
-        wait_udp(kport)
         base_shm = kamailio_shm_used(sock)
         rate, _ = knee("kamailio", kport, csv, args.users, work)
         fill(
@@ -471,10 +499,7 @@ def bench_kamailio(
         )
         return rate, per_binding
     finally:
-        kamailio.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            kamailio.wait(30)
-        kamailio.kill()
+        stop(kamailio)
 
 
 def main() -> None:

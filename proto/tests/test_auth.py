@@ -21,6 +21,19 @@ async def test_valid_token_gives_its_claims() -> None:
     assert claims.role is Role.tenant_admin and claims.tenant_id == tenant
 
 
+async def test_a_verified_token_is_remembered_only_until_it_expires() -> None:
+    mint = TokenMint()
+    verifier = mint.verifier()
+    token = mint.token(Role.service, ttl=2)
+    first = await verifier.verify(token)
+    # The second check of the same text is served from memory (no signature check) ...
+    assert await verifier.verify(token) is first
+    # ... and never past the token's expiry.
+    await asyncio.sleep(3)
+    with pytest.raises(InvalidToken):
+        await verifier.verify(token)
+
+
 @pytest.mark.parametrize(
     "tamper",
     ["expired", "other_key", "wrong_audience", "hs256_with_public_key", "none_alg", "garbage"],

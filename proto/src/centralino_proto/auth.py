@@ -52,6 +52,10 @@ class InvalidToken(Exception):
     """The token is missing, malformed, expired, or not signed by a known key."""
 
 
+# Bound on the verified-token cache: past it, the cache starts again empty.
+VERIFIED_MAX = 4096
+
+
 class JWKSVerifier:
     """Verifies access tokens with public keys from a JWKS, cached and refreshed on a new kid."""
 
@@ -78,6 +82,9 @@ class JWKSVerifier:
         if jwks is not None:
             self._load(jwks)
             self._fetched_at = float("inf")
+        # Verified tokens by their exact text, until they expire: an ES256 check costs more
+        # than a routing decision, and a service reuses one token for every call it places.
+        self._verified: dict[str, Claims] = {}
 
     def _load(self, jwks: dict[str, Any]) -> None:
         self._keys = {k["kid"]: k for k in jwks.get("keys", []) if "kid" in k}
@@ -96,7 +103,17 @@ class JWKSVerifier:
             self._fetched_at = time.monotonic()
 
     async def verify(self, token: str) -> Claims:
-        """Returns the token's claims, or raises InvalidToken."""
+        """Returns the token's claims, or raises InvalidToken (revocation is the caller's)."""
+        claims = self._verified.get(token)
+        if claims is not None and claims.exp > time.time():
+            return claims
+        claims = await self._verify(token)
+        if len(self._verified) >= VERIFIED_MAX:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    async def _verify(self, token: str) -> Claims:
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:

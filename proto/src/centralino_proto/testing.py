@@ -306,15 +306,17 @@ async def service_under_test(
 
 @contextlib.asynccontextmanager
 async def serve_http(
-    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on"
+    app: Any, *, lifespan: Literal["auto", "on", "off"] = "on", port: int = 0
 ) -> AsyncIterator[str]:
-    """Runs an ASGI app with uvicorn on 127.0.0.1 and a free port; yields its base URL."""
+    """Runs an ASGI app with uvicorn on 127.0.0.1 and a free port (or `port`, to bring a
+    server back where its clients expect it); yields its base URL."""
     import socket
 
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(app, log_level="warning", lifespan=lifespan, access_log=False)

@@ -1,5 +1,3 @@
-import asyncio
-import contextlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -8,13 +6,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from centralino_gateway.config import Settings
 from centralino_gateway.main import create_app
-from centralino_proto.testing import ServiceHarness, service_under_test, until
+from centralino_proto.testing import ServiceHarness, serve_http, service_under_test
 
 # Fast retries so a test sees backoff and recovery in seconds, not minutes.
 FAST = {
@@ -33,26 +30,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def serve(app: Any, port: int | None = None, *, lifespan: str = "on") -> AsyncIterator[str]:
-    """Runs an ASGI app with uvicorn on 127.0.0.1 (a free port) in this event loop."""
-    port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        await until(lambda: server.started or task.done(), timeout=30, message="uvicorn start")
-        if task.done():
-            task.result()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 15)
 
 
 @pytest.fixture
@@ -95,7 +72,7 @@ def echo_app(seen: list[dict[str, Any]]) -> FastAPI:
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
     seen: list[dict[str, Any]] = []
-    async with serve(echo_app(seen), lifespan="off") as url:
+    async with serve_http(echo_app(seen), lifespan="off") as url:
         yield Upstream(url=url, seen=seen)
 
 

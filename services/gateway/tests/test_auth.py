@@ -9,9 +9,9 @@ from centralino_gateway.config import Settings
 from centralino_gateway.models import SigningKey
 from centralino_gateway.seed import seed
 from centralino_proto.auth import InvalidToken, JWKSVerifier, Role, ServiceToken
-from centralino_proto.testing import ServiceHarness
+from centralino_proto.testing import ServiceHarness, serve_http
 
-from .conftest import bearer, serve, token
+from .conftest import bearer, token
 
 
 async def _verifier(h: ServiceHarness) -> JWKSVerifier:
@@ -183,7 +183,7 @@ async def test_client_credentials_through_service_token_over_http(
     from centralino_gateway.main import create_app
 
     settings = Settings(**{**harness.settings.model_dump(), "migrate_on_start": False})
-    async with serve(create_app(settings)) as url:
+    async with serve_http(create_app(settings)) as url:
         source = ServiceToken(
             token_url=f"{url}/v1/auth/token",
             client_id="routing",

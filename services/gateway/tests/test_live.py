@@ -9,9 +9,9 @@ import httpx
 from centralino_gateway.config import Settings
 from centralino_gateway.main import create_app
 from centralino_proto.events import DeviceRegistered, Transport
-from centralino_proto.testing import ServiceHarness, until
+from centralino_proto.testing import ServiceHarness, serve_http, until
 
-from .conftest import build_world, serve
+from .conftest import build_world
 
 
 async def _read_events(
@@ -43,7 +43,7 @@ async def test_sse_streams_a_tenants_own_live_events(harness: ServiceHarness) ->
     w = await build_world(harness)
     settings = Settings(**{**harness.settings.model_dump(), "migrate_on_start": False})
     async with (
-        serve(create_app(settings)) as url,
+        serve_http(create_app(settings)) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as client,
     ):
         everything: list[dict[str, Any]] = []

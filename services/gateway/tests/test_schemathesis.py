@@ -4,9 +4,9 @@ from pathlib import Path
 
 from centralino_gateway.config import Settings
 from centralino_gateway.main import create_app
-from centralino_proto.testing import ServiceHarness, assert_no_server_errors
+from centralino_proto.testing import ServiceHarness, assert_no_server_errors, serve_http
 
-from .conftest import Upstream, build_world, serve
+from .conftest import Upstream, build_world
 
 
 async def test_no_5xx_for_any_generated_request(
@@ -15,7 +15,7 @@ async def test_no_5xx_for_any_generated_request(
     h, _ = proxied
     w = await build_world(h)
     settings = Settings(**{**h.settings.model_dump(), "migrate_on_start": False})
-    async with serve(create_app(settings)) as url:
+    async with serve_http(create_app(settings)) as url:
         await assert_no_server_errors(
             url,
             headers=w.operator,

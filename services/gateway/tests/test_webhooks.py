@@ -8,10 +8,10 @@ from standardwebhooks import Webhook
 
 from centralino_gateway.config import Settings
 from centralino_gateway.webhooks import check_url
-from centralino_proto.testing import ServiceHarness, until
+from centralino_proto.testing import ServiceHarness, serve_http, until
 from centralino_proto.web import Problem
 
-from .conftest import build_world, free_port, serve
+from .conftest import build_world, free_port
 
 
 @dataclass
@@ -59,7 +59,7 @@ async def test_signed_deliveries_reach_a_receiver_that_was_down(harness: Service
     c = harness.client
     acme_port = free_port()
     acme_rx, globex_rx = Receiver(), Receiver()
-    async with serve(globex_rx.app(), lifespan="off") as globex_url:
+    async with serve_http(globex_rx.app(), lifespan="off") as globex_url:
         acme_hook = await _subscribe(
             harness,
             "acme",
@@ -108,7 +108,7 @@ async def test_signed_deliveries_reach_a_receiver_that_was_down(harness: Service
             retried_while_down, timeout=30, message="failed attempts and retries while down"
         )
 
-        async with serve(acme_rx.app(), port=acme_port, lifespan="off"):
+        async with serve_http(acme_rx.app(), port=acme_port, lifespan="off"):
             await until(
                 lambda: len(acme_rx.received) >= 4,
                 timeout=30,
@@ -153,7 +153,7 @@ async def test_failing_endpoint_is_disabled_then_reenabled_and_catches_up(
     w = await build_world(harness)
     c = harness.client
     rx = Receiver(status=500)
-    async with serve(rx.app(), lifespan="off") as url:
+    async with serve_http(rx.app(), lifespan="off") as url:
         hook = await _subscribe(
             harness, "acme", f"{url}/hook", w.admin_a, event_types=["user.created"]
         )

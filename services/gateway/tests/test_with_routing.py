@@ -3,11 +3,17 @@
 from typing import Any
 
 from centralino_proto.auth import JWKSVerifier
-from centralino_proto.testing import ServiceHarness, drop_database, fresh_database, until
+from centralino_proto.testing import (
+    ServiceHarness,
+    drop_database,
+    fresh_database,
+    serve_http,
+    until,
+)
 from centralino_routing.config import Settings as RoutingSettings
 from centralino_routing.main import create_app as create_routing
 
-from .conftest import build_world, serve
+from .conftest import build_world
 
 
 async def test_extensions_through_the_gateway_to_routing(harness: ServiceHarness) -> None:
@@ -22,7 +28,7 @@ async def test_extensions_through_the_gateway_to_routing(harness: ServiceHarness
     # Routing verifies the gateway's own tokens with the gateway's published keys.
     routing = create_routing(settings, verifier=JWKSVerifier(jwks=jwks))
     try:
-        async with serve(routing) as url:
+        async with serve_http(routing) as url:
             harness.runtime.settings.routing_url = url  # type: ignore[attr-defined]
             w = await build_world(harness)
             c = harness.client

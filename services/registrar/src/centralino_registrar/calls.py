@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -143,7 +143,7 @@ class CallControl:
         location: Location,
         sessionmaker: async_sessionmaker[AsyncSession],
         outbox: Outbox,
-        reply: Callable[[SipMessage, Source, Reply], None],
+        reply: Callable[[SipMessage, Source, Reply], object],
         transactions: Transactions,
     ) -> None:
         self.settings = settings
@@ -324,6 +324,24 @@ class CallControl:
                 started_at=call.started_at,
             ),
         )
+
+    async def answered(self, call: Call, answer: SipMessage, at_limit: Callable[[], None]) -> None:
+        """The call is answered (proxy and click-to-dial): ringing stops, call.answered is
+        announced, and `at_limit` runs at its credit or maximum duration unless it ends first."""
+        if call.ring_timer:
+            call.ring_timer.cancel()
+        call.answer = answer
+        call.answered_at = _now()
+        await self._event(
+            call,
+            CallAnswered(
+                call_id=call.call_id,
+                tenant_id=call.tenant_id,
+                extension=call.extension,
+                answered_at=call.answered_at,
+            ),
+        )
+        call.limit = asyncio.get_running_loop().call_later(call.limit_seconds, at_limit)
 
     async def _follow(self, call: Call, rule_name: str) -> bool:
         """Follows a failure rule from routing (once per call); False when there is none."""
@@ -645,26 +663,11 @@ class CallControl:
             return
         if 200 <= status < 300:
             if call.answer is None and not call.ended:
-                call.answer = resp
-                call.answered_at = _now()
-                if call.ring_timer:
-                    call.ring_timer.cancel()
                 call.callee_at = b.destination
                 for other in call.branches.values():
                     if other is not b:
                         self._cancel_branch(other)
-                await self._event(
-                    call,
-                    CallAnswered(
-                        call_id=call.call_id,
-                        tenant_id=call.tenant_id,
-                        extension=call.extension,
-                        answered_at=call.answered_at,
-                    ),
-                )
-                call.limit = asyncio.get_running_loop().call_later(
-                    call.limit_seconds, self._schedule_cut, call
-                )
+                await self.answered(call, resp, lambda: self._schedule_cut(call))
             self._send_source(upstream.encode(), call.source)  # every 2xx goes upstream
             return
         if first_final:
@@ -699,10 +702,14 @@ class CallControl:
         ack.headers.append(("max-forwards", "70"))
         self._send_to(ack.encode(), b.destination)
 
-    def _schedule_cut(self, call: Call) -> None:
-        task = asyncio.ensure_future(self._cut(call))
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Runs work a timer started, holding its task until it is done."""
+        task = asyncio.ensure_future(coro)
         self._timers.add(task)
         task.add_done_callback(self._timers.discard)
+
+    def _schedule_cut(self, call: Call) -> None:
+        self.spawn(self._cut(call))
 
     async def _cut(self, call: Call) -> None:
         """The call's limit (prepaid credit or maximum duration): BYE to both sides, as the

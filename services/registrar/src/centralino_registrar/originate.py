@@ -11,12 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from centralino_proto.events import CallAnswered, Disposition
+from centralino_proto.events import Disposition
 
 from .registrar import Reply
 from .sip.message import SipMessage, parse, parse_name_addr
@@ -97,13 +96,8 @@ class Originator:
         if call.ring_timer:
             call.ring_timer.cancel()
         call.ring_timer = asyncio.get_running_loop().call_later(
-            self.control.settings.sip_timer_c, lambda: self._spawn(self._no_answer(o))
+            self.control.settings.sip_timer_c, lambda: self.control.spawn(self._no_answer(o))
         )
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self.control._timers.add(task)
-        task.add_done_callback(self.control._timers.discard)
 
     async def _no_answer(self, o: Originated) -> None:
         """Timer C fired: CANCEL the leg still ringing; an answered phone gets ACK and BYE."""
@@ -209,22 +203,7 @@ class Originator:
         # The destination answered: ACK it, and give its answer to the phone.
         self._request(o.far, "ACK")
         self._request(o.phone, "ACK", resp.body)
-        call = o.call
-        if call.ring_timer:
-            call.ring_timer.cancel()
-        call.answered_at = _now()
-        call.answer = resp
-        await self.control._event(
-            call,
-            CallAnswered(
-                call_id=call.call_id,
-                tenant_id=call.tenant_id,
-                extension=call.extension,
-                answered_at=call.answered_at,
-            ),
-        )
-        # Credit or maximum duration, whichever comes first; the call's end cancels it.
-        call.limit = asyncio.get_running_loop().call_later(call.limit_seconds, self._limit, o)
+        await self.control.answered(o.call, resp, lambda: self._limit(o))
         return True
 
     def _refuse(self, leg: Leg, dest: Destination, resp: SipMessage) -> None:
@@ -248,7 +227,7 @@ class Originator:
             self._request(dialog, "BYE")
 
     def _limit(self, o: Originated) -> None:
-        self._spawn(self.hangup(o, None))
+        self.control.spawn(self.hangup(o, None))
 
     def _ack_failure(
         self, leg: Leg, branch: str, uri: str, dest: Destination, resp: SipMessage

@@ -185,31 +185,24 @@ class SipServer:
         if reply is not None and key is not None:
             self._reply(msg, source, key, reply)
 
-    def respond(self, msg: SipMessage, source: Source, reply: Reply) -> None:
-        """A response outside the transaction cache (100 Trying)."""
-        response = make_response(
+    def respond(self, msg: SipMessage, source: Source, reply: Reply) -> bytes:
+        """Sends the response to `msg` back where it came from; returns its bytes."""
+        data = make_response(
             msg,
             reply.status,
             reply.reason,
             source_ip=source.ip,
             source_port=source.port,
             headers=reply.headers,
-        )
-        self._send(response.encode(), source)
+        ).encode()
+        self._send(data, source)
+        return data
 
     def _reply(self, msg: SipMessage, source: Source, key: TxKey, reply: Reply) -> None:
-        response = make_response(
-            msg,
-            reply.status,
-            reply.reason,
-            source_ip=source.ip,
-            source_port=source.port,
-            headers=reply.headers,
-        )
-        data = response.encode()
+        """A response that ends the transaction is kept for its retransmissions."""
+        data = self.respond(msg, source, reply)
         if reply.status >= 200:
             self.transactions.complete(key, data)
-        self._send(data, source)
 
     def _send(self, data: bytes, source: Source) -> None:
         # Responses go back where the request came from (RFC 3581 symmetric response).

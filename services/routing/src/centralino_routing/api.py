@@ -8,10 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Histogram
 
-from centralino_proto.auth import Claims, InvalidToken, JWKSVerifier, Role
+from centralino_proto.auth import Claims, Role
 from centralino_proto.bus import Outbox
 from centralino_proto.tenancy import Tenant, TenantDep, authorize_tenant
 from centralino_proto.web import ClaimsDep, Problem, SessionDep
@@ -79,38 +78,9 @@ WritableTenant = Annotated[Tenant, Depends(_writing)]
 
 # -- the per-call decision ---------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False)
-# Verified route tokens by their exact text, until they expire: an ES256 check
-# costs more than the decision itself, and the registrar reuses one token.
-_verified: dict[str, Claims] = {}
-_VERIFIED_MAX = 1024
 
-
-async def route_claims(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Claims:
-    """A service or operator token, verified once per token."""
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Problem(
-            401,
-            "Unauthorized",
-            "a bearer token is required",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    token = credentials.credentials
-    claims = _verified.get(token)
-    if claims is None or claims.exp <= time.time():
-        verifier: JWKSVerifier = request.app.state.runtime.verifier
-        try:
-            claims = await verifier.verify(token)
-        except InvalidToken as exc:
-            raise Problem(
-                401, "Unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"}
-            ) from exc
-        if len(_verified) >= _VERIFIED_MAX:
-            _verified.clear()
-        _verified[token] = claims
+def route_claims(claims: ClaimsDep) -> Claims:
+    """A service or operator token (verified once per token by the shared verifier)."""
     if claims.role not in (Role.service, Role.operator):
         raise Problem(403, "Forbidden", "routing decisions are for services and the operator")
     return claims
