@@ -73,6 +73,7 @@ class Step:
     failed: int
     retransmissions: int
     seconds: float
+    drops: int = 0
 
     @property
     def clean(self) -> bool:
@@ -82,6 +83,7 @@ class Step:
 def sipp(port: int, csv: Path, rate: int, calls: int, work: Path) -> Step:
     """One sipp run at a fixed call rate; its counters from the statistics file."""
     stat = work / f"stat-{port}-{rate}-{time.monotonic_ns()}.csv"
+    drops = udp_receive_drops()
     started = time.monotonic()
     subprocess.run(
         [
@@ -106,6 +108,11 @@ def sipp(port: int, csv: Path, rate: int, calls: int, work: Path) -> Step:
             "-timeout",
             f"{calls // rate + 30}s",
             "-nostdin",
+            # sipp's default 64 KB socket buffers drop responses that arrive in a burst
+            # (a group commit answers many REGISTERs at once): the load generator must
+            # not be what fails first.
+            "-buff_size",
+            str(4 * 1024 * 1024),
             "-trace_stat",
             "-stf",
             str(stat),
@@ -129,7 +136,15 @@ def sipp(port: int, csv: Path, rate: int, calls: int, work: Path) -> Step:
         failed=int(last.get("FailedCall(C)", 0)),
         retransmissions=int(last.get("Retransmissions(C)", 0)),
         seconds=elapsed,
+        drops=udp_receive_drops() - drops,
     )
+
+
+def udp_receive_drops() -> int:
+    """Datagrams the kernel dropped for a full socket receive buffer (any socket)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    header, values = [row for row in lines if row[0] == "Udp:"][:2]
+    return int(values[header.index("RcvbufErrors")])
 
 
 def knee(name: str, port: int, csv: Path, n_users: int, work: Path) -> tuple[int, int]:
@@ -145,7 +160,8 @@ def knee(name: str, port: int, csv: Path, n_users: int, work: Path) -> tuple[int
         made += result.successful
         print(
             f"  {name:<10} {rate:>5} reg/s: {result.successful:>6} ok, {result.failed:>4} failed, "
-            f"{result.retransmissions:>5} retransmissions ({result.seconds:.1f}s)",
+            f"{result.retransmissions:>5} retransmissions, {result.drops:>4} dropped in a full "
+            f"receive buffer ({result.seconds:.1f}s)",
             flush=True,
         )
         # An overloaded step leaves retransmissions in flight: let them drain.

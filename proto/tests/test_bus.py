@@ -3,6 +3,7 @@ takes effect exactly once, whatever dies in between; nothing rolled back is publ
 a handler that keeps failing ends in the dead-letter queue."""
 
 import asyncio
+import os
 import signal
 import sys
 import uuid
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from centralino_proto.bus import Consumer, Outbox, OutboxRelay
+from centralino_proto.bus import Consumer, Outbox, OutboxRelay, RelayProcess
 from centralino_proto.db import make_engine, make_sessionmaker
 from centralino_proto.events import Envelope, UserDeleted
 from centralino_proto.testing import AMQP_URL, BusProbe, until
@@ -315,3 +316,82 @@ async def test_an_event_nobody_subscribes_to_does_not_wedge_the_outbox(
         marker = (await write_events(engine, 1))[0]
         await drain(engine, bus_db, bus_names["bus_exchange"])
         assert [e.id for e in await probe.wait_for("user.deleted")] == [marker]
+
+
+async def test_relay_process_restarted_after_a_kill_loses_nothing(
+    bus_db: str, engine: AsyncEngine, bus_names: dict[str, str]
+) -> None:
+    consumer = recording_consumer(engine, bus_names)
+    await consumer.start()
+    await consumer.wait_started()
+    relay = RelayProcess(
+        database_url=bus_db,
+        amqp_url=AMQP_URL,
+        exchange=bus_names["bus_exchange"],
+        service_name="test",
+    )
+    await relay.start()
+    try:
+        await until(lambda: relay.connected, timeout=60, message="relay process connected")
+        await write_events(engine, 50)
+
+        async def effects(n: int) -> bool:
+            return (await effect_counts(engine))[1] == n
+
+        await until(lambda: effects(50), timeout=60, message="50 effects")
+        killed = relay.pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        # Readiness sees the relay gone before the supervisor has replaced it.
+        await until(lambda: not relay.connected, timeout=5, message="relay seen down")
+        await write_events(engine, 50)  # committed while no relay runs
+        await until(
+            lambda: relay.connected and relay.pid != killed,
+            timeout=60,
+            message="relay process restarted",
+        )
+        await until(lambda: effects(100), timeout=60, message="100 effects")
+        assert relay.restarts == 1
+        assert await effect_counts(engine) == (100, 100)
+    finally:
+        await relay.stop()
+        await consumer.stop()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in state
+
+
+async def test_relay_process_of_a_killed_service_exits(
+    bus_db: str, bus_names: dict[str, str], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "relay.pid"
+    service = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import asyncio, pathlib\n"
+        "from centralino_proto.bus import RelayProcess\n"
+        "async def main():\n"
+        f"    relay = RelayProcess(database_url={bus_db!r}, amqp_url={AMQP_URL!r},\n"
+        f"        exchange={bus_names['bus_exchange']!r}, service_name='test')\n"
+        "    await relay.start()\n"
+        f"    pathlib.Path({str(pid_file)!r}).write_text(str(relay.pid))\n"
+        "    await asyncio.sleep(300)\n"
+        "asyncio.run(main())\n",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await until(pid_file.exists, timeout=60, message="relay process started")
+    child = int(pid_file.read_text())
+    try:
+        assert not _gone(child)
+        service.send_signal(signal.SIGKILL)
+        await service.wait()
+        await until(lambda: _gone(child), timeout=10, message="orphaned relay exited")
+    finally:
+        if not _gone(child):
+            os.kill(child, signal.SIGKILL)

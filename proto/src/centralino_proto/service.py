@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import migrations
 from .auth import JWKSVerifier
-from .bus import Consumer, Outbox, OutboxRelay
+from .bus import Consumer, Outbox, OutboxRelay, RelayProcess
 from .db import make_engine, make_sessionmaker
 from .settings import ServiceSettings
 from .telemetry import instrument_app, setup_tracing
@@ -43,6 +43,8 @@ class ServiceRuntime:
     relay: OutboxRelay
     consumer: Consumer
     verifier: JWKSVerifier
+    # The relay's child process when settings.outbox_relay is "process" (else `relay` runs).
+    relay_process: RelayProcess | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -77,10 +79,31 @@ class ServiceRuntime:
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
             ),
+            relay_process=RelayProcess(
+                database_url=settings.database_url,
+                amqp_url=settings.amqp_url,
+                exchange=settings.bus_exchange,
+                service_name=settings.service_name,
+            )
+            if settings.outbox_relay == "process"
+            else None,
         )
 
+    async def start_relay(self) -> None:
+        if self.relay_process is not None:
+            await self.relay_process.start()
+        else:
+            await self.relay.start()
+
+    async def stop_relay(self) -> None:
+        if self.relay_process is not None:
+            await self.relay_process.stop()
+        else:
+            await self.relay.stop()
+
     async def bus_check(self) -> str | None:
-        if not self.relay.connected:
+        relay = self.relay_process or self.relay
+        if not relay.connected:
             return "outbox relay not connected to RabbitMQ"
         if self.consumer.subscriptions and not self.consumer.connected:
             return "consumer not connected to RabbitMQ"
@@ -122,7 +145,7 @@ def create_service_app(
             subscribe_tenant_directory(runtime.consumer)
         if subscribe:
             subscribe(runtime)
-        await runtime.relay.start()
+        await runtime.start_relay()
         await runtime.consumer.start()
         try:
             if on_start:
@@ -132,7 +155,7 @@ def create_service_app(
             if on_stop:
                 await on_stop(runtime)
             await runtime.consumer.stop()
-            await runtime.relay.stop()
+            await runtime.stop_relay()
             await runtime.engine.dispose()
 
     app = FastAPI(

@@ -32,6 +32,9 @@ class ServiceSettings(BaseSettings):
     bus_prefetch: int = 64
     bus_max_attempts: int = 5
     bus_retry_delay_ms: int = 2000
+    # Where the outbox relay runs: in the service's event loop, or in a child process
+    # (for a service whose loop is its product, the registrar's SIP edge).
+    outbox_relay: Literal["inline", "process"] = "inline"
     jwks_url: str = "http://127.0.0.1:8000/.well-known/jwks.json"
     jwt_audience: str = "centralino"
     jwt_issuer: str = "centralino-gateway"

@@ -1,6 +1,6 @@
 """The registrar service's settings (environment variables)."""
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import SecretStr
 
@@ -10,6 +10,9 @@ from centralino_proto.settings import ServiceSettings
 class Settings(ServiceSettings):
     service_name: ClassVar[str] = "registrar"
     http_port: ClassVar[int] = 8001
+
+    # The SIP loop answers phones; publishing its events runs beside it.
+    outbox_relay: Literal["inline", "process"] = "process"
 
     # SIP listener (UDP and TCP on the same port).
     sip_host: str = "0.0.0.0"
@@ -32,6 +35,8 @@ class Settings(ServiceSettings):
     # Location write-back of refreshes, and the expiry sweep.
     sip_writeback_interval: float = 5.0
     sip_sweep_interval: float = 1.0
+    # How long a binding change waits for others to share its commit (group commit).
+    sip_commit_linger: float = 0.002
     # Failed authentications before a source is banned, in what window, for how long.
     sip_ban_threshold: int = 10
     sip_ban_window: float = 60.0

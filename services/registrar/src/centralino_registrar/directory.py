@@ -37,6 +37,10 @@ class DeviceCredentials:
         )
 
 
+class CacheMiss(Exception):
+    """What the synchronous lookups raise when only the database knows the answer."""
+
+
 class Directory:
     """Cache-aside: entries load on a miss; writers invalidate what they change."""
 
@@ -47,6 +51,20 @@ class Directory:
         # One lookup in flight per realm, however many requests wait for it.
         self._loading: dict[str, asyncio.Future[Tenant | None]] = {}
         self._devices: dict[tuple[uuid.UUID, str], tuple[float, DeviceCredentials | None]] = {}
+
+    def tenant_now(self, realm: str) -> Tenant | None:
+        """The active tenant whose SIP realm this is, from memory; CacheMiss if not there."""
+        hit = self._realms.get(realm.lower())
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        raise CacheMiss(realm)
+
+    def device_now(self, tenant_id: uuid.UUID, username: str) -> DeviceCredentials | None:
+        """A device's credentials from memory; CacheMiss if not there."""
+        hit = self._devices.get((tenant_id, username))
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        raise CacheMiss(username)
 
     async def tenant(self, realm: str) -> Tenant | None:
         """The active tenant whose SIP realm this is."""

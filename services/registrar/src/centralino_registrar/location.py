@@ -24,11 +24,12 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Executable, Table, delete, select, text
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlmodel import col
 
-from centralino_proto.bus import Outbox
+from centralino_proto.bus import NOTIFY_CHANNEL, Outbox
 from centralino_proto.events import DeviceRegistered, DeviceUnregistered, Event, Transport
 from centralino_proto.events import UnregisterReason as Reason
 
@@ -54,6 +55,28 @@ def _upsert() -> Executable:
         set_={
             c.name: statement.excluded[c.name] for c in BINDING_TABLE.c if c.name != "binding_id"
         },
+    )
+
+
+_COLUMNS = [c.name for c in BINDING_TABLE.c]
+
+
+@functools.cache
+def _registrations_sql() -> str:
+    """Deletes ($1), upserts (a column array each) and their events, in one statement."""
+    table = BINDING_TABLE.name
+    dialect = postgresql.dialect()
+    arrays = ", ".join(
+        f"${i}::{c.type.compile(dialect=dialect)}[]" for i, c in enumerate(BINDING_TABLE.c, 2)
+    )
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _COLUMNS if name != "binding_id")
+    events = len(_COLUMNS) + 2
+    return (
+        f"WITH gone AS (DELETE FROM {table} WHERE binding_id = ANY($1::uuid[])), "
+        f"kept AS (INSERT INTO {table} ({', '.join(_COLUMNS)}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT (binding_id) DO UPDATE SET {updates}), "
+        f"announced AS ({Outbox.insert_sql(events)}) "
+        f"SELECT pg_notify('{NOTIFY_CHANNEL}', '') WHERE cardinality(${events}::uuid[]) > 0"
     )
 
 
@@ -148,6 +171,18 @@ def unregistered_event(b: Binding, reason: Reason) -> DeviceUnregistered:
     )
 
 
+class AorLock(asyncio.Lock):
+    """An asyncio.Lock that a synchronous caller can also take when it is free."""
+
+    def try_acquire(self) -> bool:
+        """Takes the lock if nobody holds or waits for it, without yielding to the loop
+        (what `acquire` does in that case, minus the coroutine)."""
+        if self.locked() or self._waiters:
+            return False
+        self._locked = True
+        return True
+
+
 @dataclass
 class Change:
     """What one REGISTER (or sweep, or removal) does to the stored location."""
@@ -175,13 +210,15 @@ class Location:
         outbox: Outbox,
         writeback_interval: float = 5.0,
         sweep_interval: float = 1.0,
+        commit_linger: float = 0.0,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.outbox = outbox
         self.writeback_interval = writeback_interval
         self.sweep_interval = sweep_interval
+        self.commit_linger = commit_linger
         self.aors: dict[AorKey, dict[uuid.UUID, Binding]] = {}
-        self._locks: dict[AorKey, asyncio.Lock] = {}
+        self._locks: dict[AorKey, AorLock] = {}
         self._heap: list[tuple[float, uuid.UUID, AorKey]] = []
         self._dirty: dict[uuid.UUID, Binding] = {}
         self._pending: list[tuple[Change, asyncio.Future[None]]] = []
@@ -269,10 +306,11 @@ class Location:
 
     # -- reads ----------------------------------------------------------------
 
-    def lock(self, key: AorKey) -> asyncio.Lock:
+    def lock(self, key: AorKey) -> AorLock:
+        """The lock that orders changes to one AoR's bindings."""
         lock = self._locks.get(key)
         if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
+            lock = self._locks[key] = AorLock()
         return lock
 
     def bindings(self, key: AorKey) -> list[Binding]:
@@ -351,6 +389,10 @@ class Location:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.writeback_interval)
+            if self.commit_linger and 0 < len(self._pending) < 500:
+                # A statement costs the same for one REGISTER as for fifty: under load,
+                # waiting a few milliseconds for the ones behind it pays for itself.
+                await asyncio.sleep(self.commit_linger)
             self._wake.clear()
             batch, self._pending = self._pending[:500], self._pending[500:]
             if self._pending:
@@ -376,9 +418,36 @@ class Location:
         # costs more round trips than the batch itself.
         if self._connection is None or self._connection.closed:
             self._connection = await self.engine.connect()
+            # Binding changes need not wait for fsync (see Change.durable); a durable
+            # batch asks for it in its own transaction.
+            await self._connection.exec_driver_sql("SET synchronous_commit = off")
+            await self._connection.commit()
+        if self.fail_writes and batch:
+            await self.fail_writes()
+        deletes = [b for change, _ in batch for b in change.deletes]
+        # A binding removed later in the batch is not written back (ids are never reused).
+        gone = {b.binding_id for b in deletes}
+        upserts = [
+            b
+            for b in dirty + [b for change, _ in batch for b in change.upserts]
+            if b.binding_id not in gone
+        ]
+        events = [
+            (event, getattr(event, "tenant_id", None))
+            for change, _ in batch
+            for event in change.events
+        ]
         try:
-            async with AsyncSession(bind=self._connection) as session, session.begin():
-                await self._write(session, batch, dirty)
+            if any(change.durable or change.statements for change, _ in batch):
+                async with AsyncSession(bind=self._connection) as session, session.begin():
+                    await session.execute(text("SET LOCAL synchronous_commit = on"))
+                    await self._apply(session, Change(upserts=upserts, deletes=deletes))
+                    for change, _ in batch:
+                        for statement in change.statements:
+                            await session.execute(statement)
+                    await self.outbox.add_many(session, events)
+            else:
+                await self._write_registrations(upserts, deletes, events)
         except Exception:
             with contextlib.suppress(Exception):
                 await self._connection.close()
@@ -388,35 +457,25 @@ class Location:
             if self._dirty.get(b.binding_id) is b:
                 del self._dirty[b.binding_id]
 
-    async def _write(
+    async def _write_registrations(
         self,
-        session: AsyncSession,
-        batch: list[tuple[Change, asyncio.Future[None]]],
-        dirty: list[Binding],
+        upserts: list[Binding],
+        deletes: list[Binding],
+        events: list[tuple[Event, uuid.UUID | None]],
     ) -> None:
-        if self.fail_writes and batch:
-            await self.fail_writes()
-        if not any(change.durable for change, _ in batch):
-            await session.execute(text("SET LOCAL synchronous_commit = off"))
-        # One statement per kind for the whole batch (group commit).
-        deletes = [b for change, _ in batch for b in change.deletes]
-        # A binding removed later in the batch is not written back (ids are never reused).
-        gone = {b.binding_id for b in deletes}
-        upserts = dirty + [b for change, _ in batch for b in change.upserts]
-        await self._apply(
-            session,
-            Change(upserts=[b for b in upserts if b.binding_id not in gone], deletes=deletes),
-        )
-        for change, _ in batch:
-            for statement in change.statements:
-                await session.execute(statement)
-        await self.outbox.add_many(
-            session,
-            [
-                (event, getattr(event, "tenant_id", None))
-                for change, _ in batch
-                for event in change.events
-            ],
+        """The REGISTER and sweep batches: one statement, so one round trip and atomic
+        on its own (the ORM's transaction, SET and NOTIFY were five)."""
+        assert self._connection is not None
+        raw = await self._connection.get_raw_connection()
+        assert raw.driver_connection is not None
+        # The last version of a binding wins when a batch holds several.
+        rows = list({b.binding_id: b.row() for b in upserts}.values())
+        columns = [[row[name] for row in rows] for name in _COLUMNS]
+        await raw.driver_connection.execute(
+            _registrations_sql(),
+            [b.binding_id for b in deletes],
+            *columns,
+            *self.outbox.insert_params(self.outbox.wrap(events)),
         )
 
     @staticmethod

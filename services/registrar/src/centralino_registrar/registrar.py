@@ -7,6 +7,7 @@ import ipaddress
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from prometheus_client import Counter
@@ -15,8 +16,15 @@ from centralino_proto.events import UnregisterReason
 
 from .abuse import AbuseGuard
 from .config import Settings
-from .directory import DeviceCredentials, Directory
-from .location import Binding, Change, Location, registered_event, unregistered_event
+from .directory import CacheMiss, DeviceCredentials, Directory
+from .location import (
+    AorLock,
+    Binding,
+    Change,
+    Location,
+    registered_event,
+    unregistered_event,
+)
 from .sip import digest
 from .sip.digest import Credentials, Nonces, NonceState
 from .sip.message import NameAddr, SipMessage, parse_auth, parse_name_addr, parse_uri
@@ -38,6 +46,17 @@ class Reply:
     status: int
     reason: str
     headers: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    """A REGISTER that passed authentication: whose AoR, and its Contacts
+    ("*" for a wildcard, None for a query)."""
+
+    device: DeviceCredentials
+    aor: str
+    key: tuple[uuid.UUID, str]
+    contacts: list[_Contact] | str | None
 
 
 @dataclass(frozen=True)
@@ -82,25 +101,29 @@ class Registrar:
         self, req: SipMessage, source: Source, realm: str, tenant_id: uuid.UUID, *, proxy: bool
     ) -> DeviceCredentials | Reply:
         """The device whose digest credentials the request carries, or the reply to send."""
-        header = "proxy-authorization" if proxy else "authorization"
-        creds: Credentials | None = None
-        for value in req.all(header):
-            parsed = parse_auth(value)
-            if parsed is None or parsed[0] != "digest":
-                return Reply(400, "Bad Authorization Header")
-            if parsed[1].get("realm", "").lower() != realm:
-                continue
-            creds = Credentials.from_params(parsed[1])
-            if creds is None:
-                return Reply(400, "Bad Authorization Header")
-            break
+        try:
+            return self.authenticate_now(req, source, realm, tenant_id, proxy=proxy)
+        except CacheMiss:
+            await self._lookup_devices(
+                req, tenant_id, "proxy-authorization" if proxy else "authorization"
+            )
+            return self.authenticate_now(req, source, realm, tenant_id, proxy=proxy)
+
+    def authenticate_now(
+        self, req: SipMessage, source: Source, realm: str, tenant_id: uuid.UUID, *, proxy: bool
+    ) -> DeviceCredentials | Reply:
+        """`authenticate` from memory; CacheMiss (before anything is counted) when the
+        device's credentials are not cached."""
+        creds = self._credentials(req, realm, proxy=proxy)
+        if isinstance(creds, Reply):
+            return creds
         if creds is None:
             return self.challenge(realm, proxy=proxy)
         state = self.nonces.check(creds.nonce, realm)
         if state is NonceState.invalid:
             self.guard.failed(source.ip, creds.username, "bad_nonce")
             return self.challenge(realm, proxy=proxy)
-        device = await self.directory.device(tenant_id, creds.username)
+        device = self.directory.device_now(tenant_id, creds.username)
         if device is None or not creds.verify(
             ha1=device.ha1[creds.algorithm], method=req.method or ""
         ):
@@ -116,12 +139,121 @@ class Registrar:
             return self.challenge(realm, stale=True, proxy=proxy)
         return device
 
+    @staticmethod
+    def _credentials(req: SipMessage, realm: str, *, proxy: bool) -> Credentials | Reply | None:
+        """The digest credentials for `realm` the request carries (None: it carries none)."""
+        for value in req.all("proxy-authorization" if proxy else "authorization"):
+            parsed = parse_auth(value)
+            if parsed is None or parsed[0] != "digest":
+                return Reply(400, "Bad Authorization Header")
+            if parsed[1].get("realm", "").lower() != realm:
+                continue
+            return Credentials.from_params(parsed[1]) or Reply(400, "Bad Authorization Header")
+        return None
+
+    async def _lookup_devices(self, req: SipMessage, tenant_id: uuid.UUID, header: str) -> None:
+        """Loads the credentials of every username the request's digest headers name."""
+        for value in req.all(header):
+            parsed = parse_auth(value)
+            if parsed is not None and "username" in parsed[1]:
+                await self.directory.device(tenant_id, parsed[1]["username"])
+
+    def register_now(self, req: SipMessage, source: Source) -> Reply | Awaitable[Reply]:
+        """The answer to a REGISTER when it needs nothing but memory (a challenge, a
+        refresh, a query, a refusal: most REGISTERs); else what answers it once the
+        database has (a cache miss, a binding that appears or goes)."""
+        try:
+            admitted = self._admit(req, source)
+        except CacheMiss:
+            return self._register_after_lookup(req, source)
+        if isinstance(admitted, Reply):
+            return self._counted(admitted)
+        lock = self.location.lock(admitted.key)
+        if not lock.try_acquire():
+            return self._register_locked(req, source, admitted)
+        return self._planned(req, source, admitted, lock)
+
     async def register(self, req: SipMessage, source: Source) -> Reply:
-        reply = await self._register(req, source)
+        outcome = self.register_now(req, source)
+        return outcome if isinstance(outcome, Reply) else await outcome
+
+    def _counted(self, reply: Reply) -> Reply:
         REGISTERS.labels(str(reply.status)).inc()
         return reply
 
-    async def _register(self, req: SipMessage, source: Source) -> Reply:
+    async def _register_after_lookup(self, req: SipMessage, source: Source) -> Reply:
+        ruri = parse_uri(req.uri or "")
+        to = parse_name_addr(req.get("to") or "")
+        to_uri = parse_uri(to.uri) if to else None
+        for host in (ruri.host if ruri else None, to_uri.host if to_uri else None):
+            if host:
+                tenant = await self.directory.tenant(host)
+                if tenant is not None:
+                    await self._lookup_devices(req, tenant.tenant_id, "authorization")
+        try:
+            admitted = self._admit(req, source)
+        except CacheMiss:  # evicted in between: the phone retransmits
+            return self._counted(Reply(500, "Server Internal Error", [("retry-after", "1")]))
+        if isinstance(admitted, Reply):
+            return self._counted(admitted)
+        return await self._register_locked(req, source, admitted)
+
+    async def _register_locked(self, req: SipMessage, source: Source, admitted: _Admitted) -> Reply:
+        lock = self.location.lock(admitted.key)
+        await lock.acquire()
+        outcome = self._planned(req, source, admitted, lock)
+        return outcome if isinstance(outcome, Reply) else await outcome
+
+    def _planned(
+        self, req: SipMessage, source: Source, admitted: _Admitted, lock: AorLock
+    ) -> Reply | Awaitable[Reply]:
+        """Plans under the AoR's lock (held by the caller, released here or by the commit)."""
+        try:
+            plan = self._plan(req, source, admitted)
+            if not (isinstance(plan, Change) and (plan.deletes or plan.events)):
+                reply = self._answer(admitted, plan)
+                lock.release()
+                return self._counted(reply)
+        except BaseException:
+            if lock.locked():
+                lock.release()
+            raise
+        if not isinstance(plan, Change):  # for mypy: every other plan was answered above
+            raise AssertionError(plan)
+        return self._commit(admitted, plan, lock)
+
+    async def _commit(self, admitted: _Admitted, plan: Change, lock: AorLock) -> Reply:
+        """Stores a change to the AoR's bindings, all or nothing, then answers; releases
+        the AoR's lock, which the caller took."""
+        try:
+            try:
+                await self.location.commit(plan)
+            except Exception:
+                log.exception("sip: location write failed for %s", admitted.aor)
+                return self._counted(Reply(500, "Server Internal Error", [("retry-after", "5")]))
+            return self._counted(self._answer(admitted, None))
+        finally:
+            lock.release()
+
+    def _answer(self, admitted: _Admitted, plan: Reply | Change | None) -> Reply:
+        """The reply to an admitted REGISTER whose plan is a refusal, refreshes only, or
+        already committed (None): the 200 lists every binding of the AoR with its expires,
+        plus Date."""
+        if isinstance(plan, Reply):
+            return plan
+        for b in plan.upserts if plan is not None else ():
+            self.location.refresh(b)  # a refresh is kept in memory and written back later
+        now = time.time()
+        headers = [
+            ("contact", _render_binding(b, now))
+            for b in sorted(self.location.bindings(admitted.key), key=lambda b: -(b.q or 0))
+        ]
+        headers.append(("date", http_date()))
+        return Reply(200, "OK", headers)
+
+    def _admit(self, req: SipMessage, source: Source) -> _Admitted | Reply:
+        """RFC 3261 10.3 steps 1-6 from memory: the tenant, option tags, authentication,
+        the right to the AoR, the Contacts. CacheMiss before any step has an effect."""
         ruri = parse_uri(req.uri or "")
         if ruri is None:
             return Reply(416, "Unsupported URI Scheme")
@@ -132,9 +264,9 @@ class Registrar:
                 404, "Not Found", [("warning", '399 - "To is not a SIP address-of-record"')]
             )
         # 1. The domain selects the tenant (a registrar addressed by IP goes by the To domain).
-        tenant = await self.directory.tenant(ruri.host)
+        tenant = self.directory.tenant_now(ruri.host)
         if tenant is None and _is_address(ruri.host):
-            tenant = await self.directory.tenant(to_uri.host)
+            tenant = self.directory.tenant_now(to_uri.host)
         if tenant is None:
             return Reply(404, "Domain Not Served")
         # 2. Option tags.
@@ -143,7 +275,7 @@ class Registrar:
         if unsupported:
             return Reply(420, "Bad Extension", [("unsupported", ", ".join(unsupported))])
         # 3. Authentication.
-        auth = await self.authenticate(req, source, tenant.sip_realm, tenant.tenant_id, proxy=False)
+        auth = self.authenticate_now(req, source, tenant.sip_realm, tenant.tenant_id, proxy=False)
         if isinstance(auth, Reply):
             return auth
         device = auth
@@ -160,21 +292,12 @@ class Registrar:
         contacts = self._contacts(req)
         if isinstance(contacts, Reply):
             return contacts
-        key = (tenant.tenant_id, device.extension)
-        aor = f"sip:{device.extension}@{tenant.sip_realm}"
-        async with self.location.lock(key):
-            if contacts is not None:
-                reply = await self._update(req, source, device, aor, key, contacts)
-                if reply is not None:
-                    return reply
-            bindings = self.location.bindings(key)
-        now = time.time()
-        headers = [
-            ("contact", _render_binding(b, now))
-            for b in sorted(bindings, key=lambda b: -(b.q or 0))
-        ]
-        headers.append(("date", http_date()))
-        return Reply(200, "OK", headers)
+        return _Admitted(
+            device=device,
+            aor=f"sip:{device.extension}@{tenant.sip_realm}",
+            key=(tenant.tenant_id, device.extension),
+            contacts=contacts,
+        )
 
     def _contacts(self, req: SipMessage) -> list[_Contact] | str | Reply | None:
         """The Contacts with their expiry; "*" for a wildcard; None for a query."""
@@ -221,16 +344,13 @@ class Registrar:
             )
         return out
 
-    async def _update(
-        self,
-        req: SipMessage,
-        source: Source,
-        device: DeviceCredentials,
-        aor: str,
-        key: tuple[uuid.UUID, str],
-        contacts: list[_Contact] | str,
-    ) -> Reply | None:
-        """Applies the Contacts to the AoR's bindings, all or nothing (RFC 3261 10.3 step 7)."""
+    def _plan(self, req: SipMessage, source: Source, admitted: _Admitted) -> Reply | Change | None:
+        """What the Contacts do to the AoR's bindings (RFC 3261 10.3 step 7), from memory
+        and without doing it: a refusal, a Change (refreshes only, when it has neither
+        deletes nor events), or None for a query."""
+        contacts, device, aor, key = admitted.contacts, admitted.device, admitted.aor, admitted.key
+        if contacts is None:
+            return None
         call_id = req.call_id
         cseq, _ = req.cseq()
         now = time.time()
@@ -307,23 +427,13 @@ class Registrar:
                 removes.extend(stale[:overflow])
                 if len(current) - len(removes) + len(adds) > self.settings.sip_max_bindings_per_aor:
                     return Reply(503, "Too Many Registered Contacts", [("retry-after", "60")])
-        if adds or removes:
-            change = Change(
-                upserts=adds + refreshes,
-                deletes=removes,
-                events=[registered_event(b) for b in adds]
-                + [unregistered_event(b, UnregisterReason.removed) for b in removes],
-                durable=False,
-            )
-            try:
-                await self.location.commit(change)
-            except Exception:
-                log.exception("sip: location write failed for %s", aor)
-                return Reply(500, "Server Internal Error", [("retry-after", "5")])
-        else:
-            for b in refreshes:
-                self.location.refresh(b)
-        return None
+        return Change(
+            upserts=adds + refreshes,
+            deletes=removes,
+            events=[registered_event(b) for b in adds]
+            + [unregistered_event(b, UnregisterReason.removed) for b in removes],
+            durable=False,
+        )
 
 
 def _match(current: list[Binding], contact: _Contact, call_id: str) -> Binding | None:

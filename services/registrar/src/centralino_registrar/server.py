@@ -46,6 +46,7 @@ class SipServer:
             outbox=runtime.outbox,
             writeback_interval=settings.sip_writeback_interval,
             sweep_interval=settings.sip_sweep_interval,
+            commit_linger=settings.sip_commit_linger,
         )
         self.nonces = Nonces(
             settings.sip_nonce_secret.get_secret_value().encode(), settings.sip_nonce_lifetime
@@ -128,7 +129,11 @@ class SipServer:
             return
         method = msg.method
         if method == "REGISTER":
-            self._spawn(self._answer(msg, source, key, self.registrar.register(msg, source)))
+            outcome = self.registrar.register_now(msg, source)
+            if isinstance(outcome, Reply):
+                self._reply(msg, source, key, outcome)
+            else:
+                self._spawn(self._answer(msg, source, key, outcome))
         elif method == "OPTIONS":
             self._reply(msg, source, key, self._options(msg))
         elif method == "CANCEL":
