@@ -25,6 +25,8 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 import aio_pika
+import aiormq
+import aiormq.abc
 import asyncpg
 from aio_pika.abc import (
     AbstractChannel,
@@ -37,7 +39,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pamqp.commands import Basic
 from prometheus_client import Counter, Histogram
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Text, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -195,6 +197,7 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
 
     @property
@@ -219,8 +222,8 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         self._connection = await _connect_with_retry(self._amqp_url, "outbox-relay", self._stopping)
-        channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await declare_exchange(channel, self._exchange_name)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        self._exchange = await declare_exchange(self._channel, self._exchange_name)
         listener = await self._listen()
         passes = 0
         try:
@@ -256,12 +259,20 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Publishes one batch of unsent rows; returns how many were published."""
-        if self._exchange is None:
+        if self._exchange is None or self._channel is None:
             return 0
         async with self._engine.begin() as conn:
             rows = (
                 await conn.execute(
-                    select(outbox.c.seq, outbox.c.routing_key, outbox.c.envelope, outbox.c.headers)
+                    # The envelope as text: it is published as it was written, not decoded
+                    # and encoded again.
+                    select(
+                        outbox.c.seq,
+                        outbox.c.event_id,
+                        outbox.c.routing_key,
+                        outbox.c.envelope.cast(Text),
+                        outbox.c.headers,
+                    )
                     .where(outbox.c.sent_at.is_(None))
                     .order_by(outbox.c.seq)
                     .limit(self.batch_size)
@@ -270,9 +281,11 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            await asyncio.gather(
-                *(self._publish(r.routing_key, r.envelope, r.headers) for r in rows)
-            )
+            channel = await self._channel.get_underlay_channel()
+            async with asyncio.timeout(30):
+                await asyncio.gather(
+                    *(self._publish(channel, str(r[1]), r[2], r[3], r[4]) for r in rows)
+                )
             await conn.execute(
                 update(outbox)
                 .where(outbox.c.seq.in_([r.seq for r in rows]))
@@ -281,31 +294,54 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(
-        self, routing_key: str, envelope: dict[str, Any], headers: dict[str, str]
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        event_id: str,
+        routing_key: str,
+        body: str,
+        headers: dict[str, str],
     ) -> None:
-        assert self._exchange is not None
         parent = propagate.extract(headers)
-        with tracer.start_as_current_span(
-            f"{routing_key} publish", context=parent, kind=SpanKind.PRODUCER
-        ) as span:
-            span.set_attribute("messaging.system", "rabbitmq")
-            span.set_attribute("messaging.destination.name", self._exchange_name)
-            span.set_attribute("messaging.message.id", envelope["id"])
-            message = aio_pika.Message(
-                body=json.dumps(envelope, separators=(",", ":")).encode(),
+        if not trace.get_current_span(parent).get_span_context().is_valid:
+            # Written outside any trace (the registrar's SIP loop): a publish span would be
+            # a one-span trace per event, so the event goes without one.
+            await self._send(channel, event_id, routing_key, body, {})
+        else:
+            with tracer.start_as_current_span(
+                f"{routing_key} publish", context=parent, kind=SpanKind.PRODUCER
+            ) as span:
+                span.set_attribute("messaging.system", "rabbitmq")
+                span.set_attribute("messaging.destination.name", self._exchange_name)
+                span.set_attribute("messaging.message.id", event_id)
+                await self._send(channel, event_id, routing_key, body, _current_trace_headers())
+        EVENTS_PUBLISHED.labels(routing_key).inc()
+
+    async def _send(
+        self,
+        channel: aiormq.abc.AbstractChannel,
+        event_id: str,
+        routing_key: str,
+        body: str,
+        headers: dict[str, Any],
+    ) -> None:
+        # Straight to the AMQP channel: aio-pika's Message and Exchange layers cost a
+        # third of the relay's time per event and add nothing to a publish.
+        confirmation = await channel.basic_publish(
+            body.encode(),
+            exchange=self._exchange_name,
+            routing_key=routing_key,
+            properties=aiormq.spec.Basic.Properties(
                 content_type="application/json",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                message_id=envelope["id"],
-                type=routing_key,
-                headers=_current_trace_headers(),
-            )
+                delivery_mode=2,  # persistent
+                message_id=event_id,
+                message_type=routing_key,
+                headers=headers,
+            ),
             # Not mandatory: an event no service is bound to yet is not an error, and a
             # returned message must not wedge the outbox behind it.
-            confirmation = await self._exchange.publish(
-                message, routing_key=routing_key, mandatory=False, timeout=10
-            )
-            _raise_unless_acked(confirmation, routing_key)
-        EVENTS_PUBLISHED.labels(routing_key).inc()
+            mandatory=False,
+        )
+        _raise_unless_acked(confirmation, routing_key)
 
     async def _purge_sent(self) -> None:
         async with self._engine.begin() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -68,7 +69,7 @@ class Envelope(BaseModel, Generic[E]):
         correlation_id: str | None = None,
     ) -> Envelope[E]:
         """Wraps an event's data in a new envelope."""
-        envelope_cls: Any = Envelope[type(event)]  # type: ignore[misc]
+        envelope_cls: Any = _envelope_class(type(event))
         return envelope_cls(
             type=event.event_type,
             version=event.version,
@@ -77,6 +78,13 @@ class Envelope(BaseModel, Generic[E]):
             correlation_id=correlation_id,
             data=event,
         )
+
+
+@functools.cache
+def _envelope_class(event_cls: type[Event]) -> Any:
+    # Pydantic caches parametrised generics too, but its lookup cost more per event than
+    # the envelope itself on the registrar's hot path.
+    return Envelope[event_cls]  # type: ignore[valid-type]
 
 
 def event_types() -> dict[str, type[Event]]:

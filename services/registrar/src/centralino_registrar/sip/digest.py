@@ -57,7 +57,7 @@ class Nonces:
         self._counts: dict[str, tuple[int, int]] = {}
 
     def _mac(self, raw: bytes, realm: str) -> bytes:
-        return hmac.new(self._secret, raw + realm.encode(), hashlib.sha256).digest()[:12]
+        return hmac.digest(self._secret, raw + realm.encode(), "sha256")[:12]
 
     def issue(self, realm: str) -> str:
         raw = int(time.time()).to_bytes(8, "big") + os.urandom(6)
