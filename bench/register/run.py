@@ -3,10 +3,12 @@
 sipp (UDP) registers 10,000 users with MD5 digest and qop=auth (REGISTER, 401, REGISTER,
 200), stepping the call rate up until the first failed call or retransmission (the knee),
 against the registrar and against Kamailio configured the same way (kamailio.cfg: usrloc
-in memory, qop=auth with nonce counts, min_expires_mode=1, one UDP worker each) in the same
-run. Memory per binding at 100,000 bindings: Kamailio's shared memory after sipp filled
-its usrloc; the registrar's location heap (tracemalloc) filled in process with bindings
-like the ones sipp makes (filling it over SIP at its knee would take minutes).
+in memory, HA1s in memory, qop=auth with nonce counts, min_expires_mode=1, one UDP worker
+each) in the same run. Each side must first refuse a wrong password. Also: the CPU each
+side spends per registration at a fixed rate, all its processes counted (a steadier figure
+than the knee); memory per binding at 100,000 bindings: Kamailio's shared memory after
+sipp filled its usrloc, the registrar's location heap (tracemalloc) filled in process with
+bindings like the ones sipp makes (filling it over SIP at its knee would take minutes).
 
     uv run python bench/register/run.py [--bindings 100000] [--users 10000]
 
@@ -38,8 +40,10 @@ import httpx
 
 HERE = Path(__file__).parent
 REALM = "bench.centralino.test"
-RATES = [200, 300, 400, 550, 750, 1000, 1300, 1700, 2200, 2800, 3600, 4600, 6000]
+RATES = [200, 300, 400, 550, 750, 1000, 1300, 1700, 2200, 2800, 3600, 4600, 6000, 8000, 10000]
 STEP_SECONDS = 5
+# The fixed rate at which CPU per registration is measured (under both knees).
+CPU_RATE = 1000
 
 
 def free_port() -> int:
@@ -66,6 +70,13 @@ def write_csv(path: Path, accounts: list[tuple[str, str]]) -> None:
 
 
 @dataclass
+class Result:
+    rate: int  # registrations/s at the knee
+    per_binding: float  # bytes
+    cpu_us: float  # CPU per registration at CPU_RATE
+
+
+@dataclass
 class Step:
     rate: int
     calls: int
@@ -80,7 +91,9 @@ class Step:
         return self.failed == 0 and self.retransmissions == 0 and self.successful == self.calls
 
 
-def sipp(port: int, csv: Path, rate: int, calls: int, work: Path) -> Step:
+def sipp(
+    port: int, csv: Path, rate: int, calls: int, work: Path, *, timeout: int | None = None
+) -> Step:
     """One sipp run at a fixed call rate; its counters from the statistics file."""
     stat = work / f"stat-{port}-{rate}-{time.monotonic_ns()}.csv"
     drops = udp_receive_drops()
@@ -106,7 +119,7 @@ def sipp(port: int, csv: Path, rate: int, calls: int, work: Path) -> Step:
             "-l",
             str(max(rate * 4, 200)),
             "-timeout",
-            f"{calls // rate + 30}s",
+            f"{timeout or calls // rate + 30}s",
             "-nostdin",
             # sipp's default 64 KB socket buffers drop responses that arrive in a burst
             # (a group commit answers many REGISTERs at once): the load generator must
@@ -155,7 +168,8 @@ def knee(name: str, port: int, csv: Path, n_users: int, work: Path) -> tuple[int
 
     def step(rate: int) -> bool:
         nonlocal made
-        calls = min(rate * STEP_SECONDS, n_users)
+        # Each call adds a binding; past 10,000 calls the users come round again.
+        calls = max(min(rate * STEP_SECONDS, n_users), rate * 2)
         result = sipp(port, csv, rate, calls, work)
         made += result.successful
         print(
@@ -183,6 +197,53 @@ def knee(name: str, port: int, csv: Path, n_users: int, work: Path) -> tuple[int
         else:
             failed_at = middle
     return best, made
+
+
+def refuses_wrong_password(
+    name: str, port: int, accounts: list[tuple[str, str]], work: Path
+) -> None:
+    """Both sides must challenge a wrong password again (sipp fails the call), or the
+    comparison would be with something that does not authenticate."""
+    wrong = work / f"wrong-{name}.csv"
+    write_csv(wrong, [(user, password + "-wrong") for user, password in accounts[:5]])
+    result = sipp(port, wrong, 5, 5, work, timeout=3)
+    if result.successful:
+        raise SystemExit(f"{name} registered {result.successful} users with a wrong password")
+    print(f"  {name:<10} wrong password: 0 of 5 registered", flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and every process under it (the registrar's relay,
+    Kamailio's children), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            times[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total
+
+
+def cpu_per_registration(name: str, pid: int, port: int, csv: Path, work: Path) -> float:
+    """Microseconds of CPU per registration (both REGISTERs) at CPU_RATE, all processes."""
+    calls = CPU_RATE * 10
+    before = cpu_seconds(pid)
+    result = sipp(port, csv, CPU_RATE, calls, work)
+    used = cpu_seconds(pid) - before
+    per = used / max(result.successful, 1) * 1e6
+    print(
+        f"  {name:<10} CPU at {CPU_RATE} reg/s: {used:.2f} s for {result.successful} "
+        f"registrations, {per:.0f} us each (every process of it)",
+        flush=True,
+    )
+    return per
 
 
 def fill(
@@ -313,15 +374,21 @@ def bindings_of_registrar(http: int) -> int:
 
 
 def prepare_kamailio(db: Path, accounts: list[tuple[str, str]]) -> None:
-    """The db_text subscriber table with HA1 (and HA1b) only, no clear passwords."""
+    """HA1 (and HA1b) only, no clear passwords: the db_text subscriber table (auth_db,
+    bench/calls) and the table htable loads into memory (bench/register)."""
     db.mkdir(parents=True, exist_ok=True)
-    (db / "version").write_text("table_name(str) table_version(int)\nsubscriber:7\n")
-    lines = ["id(int,auto) username(str) domain(str) password(str,null) ha1(str) ha1b(str)"]
+    (db / "version").write_text("table_name(str) table_version(int)\nsubscriber:7\ncredentials:2\n")
+    subscribers = ["id(int,auto) username(str) domain(str) password(str,null) ha1(str) ha1b(str)"]
+    credentials = [
+        "id(int,auto) key_name(str) key_type(int) value_type(int) key_value(str) expires(int)"
+    ]
     for i, (user, password) in enumerate(accounts, 1):
         h1 = hashlib.md5(f"{user}:{REALM}:{password}".encode()).hexdigest()  # noqa: S324
         h1b = hashlib.md5(f"{user}@{REALM}:{REALM}:{password}".encode()).hexdigest()  # noqa: S324
-        lines.append(f"{i}:{user}:{REALM}::{h1}:{h1b}")
-    (db / "subscriber").write_text("\n".join(lines) + "\n")
+        subscribers.append(f"{i}:{user}:{REALM}::{h1}:{h1b}")
+        credentials.append(f"{i}:{user}:0:0:{h1}:0")
+    (db / "subscriber").write_text("\n".join(subscribers) + "\n")
+    (db / "credentials").write_text("\n".join(credentials) + "\n")
 
 
 def kamcmd(sock: Path, *args: str) -> str:
@@ -447,7 +514,7 @@ def stop(*processes: subprocess.Popen[bytes] | None) -> None:
 
 def bench_registrar(
     args: argparse.Namespace, accounts: list[tuple[str, str]], csv: Path, work: Path
-) -> tuple[int, float]:
+) -> Result:
     """The Centralino registrar: one process, one event loop."""
     from centralino_proto.testing import delete_bus, drop_database
 
@@ -465,7 +532,9 @@ def bench_registrar(
         log,
     )
     try:
+        refuses_wrong_password("centralino", sip_port, accounts, work)
         rate, _ = knee("centralino", sip_port, csv, args.users, work)
+        cpu = cpu_per_registration("centralino", registrar.pid, sip_port, csv, work)
         print(
             f"  centralino bindings after the ramp: {bindings_of_registrar(http_port)} "
             f"(process RSS {rss_kib(registrar.pid) // 1024} MiB)",
@@ -477,7 +546,7 @@ def bench_registrar(
             f"({args.bindings} bindings, Python heap)",
             flush=True,
         )
-        return rate, per_binding
+        return Result(rate, per_binding, cpu)
     finally:
         stop(registrar)
         log.close()
@@ -491,12 +560,14 @@ def bench_registrar(
 
 def bench_kamailio(
     args: argparse.Namespace, accounts: list[tuple[str, str]], csv: Path, work: Path
-) -> tuple[int, float]:
+) -> Result:
     """Kamailio 5.6 configured the same way (kamailio.cfg)."""
     kamailio, kport, sock = start_kamailio(HERE / "kamailio.cfg", accounts, work, shm_mb=1024)
     try:
         base_shm = kamailio_shm_used(sock)
+        refuses_wrong_password("kamailio", kport, accounts, work)
         rate, _ = knee("kamailio", kport, csv, args.users, work)
+        cpu = cpu_per_registration("kamailio", kamailio.pid, kport, csv, work)
         fill(
             "kamailio",
             kport,
@@ -513,7 +584,7 @@ def bench_kamailio(
             f"  kamailio   bindings {have}, shared memory {per_binding:.0f} bytes per binding",
             flush=True,
         )
-        return rate, per_binding
+        return Result(rate, per_binding, cpu)
     finally:
         stop(kamailio)
 
@@ -536,7 +607,7 @@ def main() -> None:
         f"bench/register: {args.users} users, MD5 digest qop=auth, UDP, sipp stepping the rate",
         flush=True,
     )
-    results: dict[str, tuple[int, float]] = {}
+    results: dict[str, Result] = {}
     try:
         if args.only != "kamailio":
             results["centralino"] = bench_registrar(args, accounts, csv, work)
@@ -550,16 +621,21 @@ def main() -> None:
     if len(results) < 2:
         return
     ours, theirs = results["centralino"], results["kamailio"]
+    top = "" if theirs.rate < RATES[-1] else " (the top step: Kamailio's knee is at or above it)"
     print()
-    print(f"registrations/s at zero failures: centralino {ours[0]}, kamailio {theirs[0]}")
+    print(f"registrations/s at zero failures: centralino {ours.rate}, kamailio {theirs.rate}{top}")
     print(
-        f"REGISTER requests/s (two per registration): centralino {2 * ours[0]}, "
-        f"kamailio {2 * theirs[0]}"
+        f"REGISTER requests/s (two per registration): centralino {2 * ours.rate}, "
+        f"kamailio {2 * theirs.rate}"
     )
-    print(f"ratio centralino/kamailio: {ours[0] / max(theirs[0], 1):.2f}")
+    print(f"ratio centralino/kamailio: {ours.rate / max(theirs.rate, 1):.2f}")
     print(
-        f"memory per binding at {args.bindings} bindings: centralino {ours[1]:.0f} B "
-        f"(location heap), kamailio {theirs[1]:.0f} B (usrloc shared memory)"
+        f"CPU per registration at {CPU_RATE} reg/s: centralino {ours.cpu_us:.0f} us, "
+        f"kamailio {theirs.cpu_us:.0f} us (ratio {theirs.cpu_us / max(ours.cpu_us, 1):.2f})"
+    )
+    print(
+        f"memory per binding at {args.bindings} bindings: centralino {ours.per_binding:.0f} B "
+        f"(location heap), kamailio {theirs.per_binding:.0f} B (usrloc shared memory)"
     )
 
 
