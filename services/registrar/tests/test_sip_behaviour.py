@@ -252,3 +252,50 @@ async def test_a_refresh_extends_the_same_binding(
     )
     [shown] = response.json()
     assert shown["binding_id"] == str(binding.binding_id) and shown["expires"] > 590
+
+
+async def test_register_waits_for_a_commit_in_flight_on_its_aor(
+    harness: ServiceHarness, provision: Provision
+) -> None:
+    """A second phone of the AoR registers while the first one's binding is being
+    committed: it waits for that commit and its 200 lists both bindings."""
+    phone = await provision()
+    location = _sip(harness).location
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def held() -> None:
+        entered.set()
+        await release.wait()
+
+    location.fail_writes = held
+    async with SipClient(_port(harness)) as first, SipClient(_port(harness)) as second:
+        await first.send(first.register(user=phone.extension, realm=phone.realm))
+        auth = digest_authorization(
+            challenge_of(await first.recv()),
+            username=phone.username,
+            password=phone.password,
+            uri=f"sip:{phone.realm}",
+        )
+        await first.send(
+            first.register(user=phone.extension, realm=phone.realm, authorization=auth)
+        )
+        await asyncio.wait_for(entered.wait(), 5)
+        # The challenge needs no lock; the authenticated REGISTER must wait for the commit.
+        await second.send(second.register(user=phone.extension, realm=phone.realm))
+        auth = digest_authorization(
+            challenge_of(await second.recv()),
+            username=phone.username,
+            password=phone.password,
+            uri=f"sip:{phone.realm}",
+        )
+        await second.send(
+            second.register(user=phone.extension, realm=phone.realm, authorization=auth)
+        )
+        await asyncio.sleep(0.3)
+        assert first.received.empty() and second.received.empty()
+        release.set()
+        first_ok, second_ok = await first.recv(), await second.recv()
+    assert first_ok.status == 200 and second_ok.status == 200
+    assert len(first_ok.all("contact")) == 1
+    assert len(second_ok.all("contact")) == 2
+    assert len(location.bindings((phone.tenant_id, "101"))) == 2

@@ -173,10 +173,6 @@ class Registrar:
             return self._register_locked(req, source, admitted)
         return self._planned(req, source, admitted, lock)
 
-    async def register(self, req: SipMessage, source: Source) -> Reply:
-        outcome = self.register_now(req, source)
-        return outcome if isinstance(outcome, Reply) else await outcome
-
     def _counted(self, reply: Reply) -> Reply:
         REGISTERS.labels(str(reply.status)).inc()
         return reply
