@@ -44,6 +44,10 @@ RATES = [200, 300, 400, 550, 750, 1000, 1300, 1700, 2200, 2800, 3600, 4600, 6000
 STEP_SECONDS = 5
 # The fixed rate at which CPU per registration is measured (under both knees).
 CPU_RATE = 1000
+# register.xml: every registration a new binding (the issue's benchmark, and the worst
+# case for a registrar that stores each new binding with its event); --refresh uses
+# refresh.xml: one binding per user, refreshed (the steady state of real phones).
+SCENARIO = HERE / "register.xml"
 
 
 def free_port() -> int:
@@ -103,7 +107,7 @@ def sipp(
             "sipp",
             f"127.0.0.1:{port}",
             "-sf",
-            str(HERE / "register.xml"),
+            str(SCENARIO),
             "-inf",
             str(csv),
             "-i",
@@ -229,6 +233,14 @@ def cpu_seconds(pid: int) -> float:
         total += times.get(current, 0.0)
         todo.extend(children.get(current, []))
     return total
+
+
+def first_round(name: str, port: int, csv: Path, n_users: int, work: Path) -> None:
+    """--refresh: every user registers once, so the ramp measures refreshes."""
+    result = sipp(port, csv, CPU_RATE, n_users, work)
+    print(f"  {name:<10} first round: {result.successful} users registered", flush=True)
+    if result.successful != n_users:
+        raise SystemExit(f"{name}: only {result.successful} of {n_users} users registered")
 
 
 def cpu_per_registration(name: str, pid: int, port: int, csv: Path, work: Path) -> float:
@@ -533,6 +545,8 @@ def bench_registrar(
     )
     try:
         refuses_wrong_password("centralino", sip_port, accounts, work)
+        if args.refresh:
+            first_round("centralino", sip_port, csv, args.users, work)
         rate, _ = knee("centralino", sip_port, csv, args.users, work)
         cpu = cpu_per_registration("centralino", registrar.pid, sip_port, csv, work)
         print(
@@ -540,6 +554,8 @@ def bench_registrar(
             f"(process RSS {rss_kib(registrar.pid) // 1024} MiB)",
             flush=True,
         )
+        if args.refresh:
+            return Result(rate, 0.0, cpu)
         per_binding = location_memory(args.bindings)
         print(
             f"  centralino location memory: {per_binding:.0f} bytes per binding "
@@ -566,8 +582,13 @@ def bench_kamailio(
     try:
         base_shm = kamailio_shm_used(sock)
         refuses_wrong_password("kamailio", kport, accounts, work)
+        if args.refresh:
+            first_round("kamailio", kport, csv, args.users, work)
         rate, _ = knee("kamailio", kport, csv, args.users, work)
         cpu = cpu_per_registration("kamailio", kamailio.pid, kport, csv, work)
+        if args.refresh:
+            print(f"  kamailio   bindings after the ramp: {kamailio_bindings(sock)}", flush=True)
+            return Result(rate, 0.0, cpu)
         fill(
             "kamailio",
             kport,
@@ -595,7 +616,13 @@ def main() -> None:
     parser.add_argument("--bindings", type=int, default=100_000)
     parser.add_argument("--only", choices=["centralino", "kamailio"])
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
+    parser.add_argument(
+        "--refresh", action="store_true", help="refreshes of one binding per user (refresh.xml)"
+    )
     args = parser.parse_args()
+    global SCENARIO
+    if args.refresh:
+        SCENARIO = HERE / "refresh.xml"
     for tool in ("sipp", "kamailio", "kamcmd"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed (see .ci/apt-packages.txt)")
@@ -604,7 +631,8 @@ def main() -> None:
     csv = work / "users.csv"
     write_csv(csv, accounts)
     print(
-        f"bench/register: {args.users} users, MD5 digest qop=auth, UDP, sipp stepping the rate",
+        f"bench/register: {args.users} users, MD5 digest qop=auth, UDP, sipp stepping the rate, "
+        + ("refreshing one binding each" if args.refresh else "a new binding every registration"),
         flush=True,
     )
     results: dict[str, Result] = {}
@@ -633,6 +661,8 @@ def main() -> None:
         f"CPU per registration at {CPU_RATE} reg/s: centralino {ours.cpu_us:.0f} us, "
         f"kamailio {theirs.cpu_us:.0f} us (ratio {theirs.cpu_us / max(ours.cpu_us, 1):.2f})"
     )
+    if args.refresh:
+        return
     print(
         f"memory per binding at {args.bindings} bindings: centralino {ours.per_binding:.0f} B "
         f"(location heap), kamailio {theirs.per_binding:.0f} B (usrloc shared memory)"
