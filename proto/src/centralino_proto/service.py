@@ -40,11 +40,10 @@ class ServiceRuntime:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     outbox: Outbox
-    relay: OutboxRelay
+    # In the service's loop, or its child process (settings.outbox_relay).
+    relay: OutboxRelay | RelayProcess
     consumer: Consumer
     verifier: JWKSVerifier
-    # The relay's child process when settings.outbox_relay is "process" (else `relay` runs).
-    relay_process: RelayProcess | None = None
     extras: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -58,7 +57,14 @@ class ServiceRuntime:
             engine=engine,
             sessionmaker=sessionmaker,
             outbox=Outbox(producer=settings.service_name),
-            relay=OutboxRelay(
+            relay=RelayProcess(
+                database_url=settings.database_url,
+                amqp_url=settings.amqp_url,
+                exchange=settings.bus_exchange,
+                service_name=settings.service_name,
+            )
+            if settings.outbox_relay == "process"
+            else OutboxRelay(
                 engine=engine,
                 database_url=settings.database_url,
                 amqp_url=settings.amqp_url,
@@ -79,31 +85,10 @@ class ServiceRuntime:
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
             ),
-            relay_process=RelayProcess(
-                database_url=settings.database_url,
-                amqp_url=settings.amqp_url,
-                exchange=settings.bus_exchange,
-                service_name=settings.service_name,
-            )
-            if settings.outbox_relay == "process"
-            else None,
         )
 
-    async def start_relay(self) -> None:
-        if self.relay_process is not None:
-            await self.relay_process.start()
-        else:
-            await self.relay.start()
-
-    async def stop_relay(self) -> None:
-        if self.relay_process is not None:
-            await self.relay_process.stop()
-        else:
-            await self.relay.stop()
-
     async def bus_check(self) -> str | None:
-        relay = self.relay_process or self.relay
-        if not relay.connected:
+        if not self.relay.connected:
             return "outbox relay not connected to RabbitMQ"
         if self.consumer.subscriptions and not self.consumer.connected:
             return "consumer not connected to RabbitMQ"
@@ -145,7 +130,7 @@ def create_service_app(
             subscribe_tenant_directory(runtime.consumer)
         if subscribe:
             subscribe(runtime)
-        await runtime.start_relay()
+        await runtime.relay.start()
         await runtime.consumer.start()
         try:
             if on_start:
@@ -155,7 +140,7 @@ def create_service_app(
             if on_stop:
                 await on_stop(runtime)
             await runtime.consumer.stop()
-            await runtime.stop_relay()
+            await runtime.relay.stop()
             await runtime.engine.dispose()
 
     app = FastAPI(

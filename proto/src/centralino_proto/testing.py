@@ -19,8 +19,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 from jose import jwk, jwt
+from sqlalchemy import func, select
 
 from .auth import JWKSVerifier, Role
+from .db import outbox
 from .events import Envelope, Event, TenantCreated, TenantKind, event_class
 from .service import ServiceRuntime
 from .settings import ServiceSettings
@@ -247,6 +249,18 @@ class ServiceHarness:
 
         result: dict[str, Any] = await until(ready, timeout=timeout, message="/readyz")
         return result
+
+    async def relayed(self, timeout: float = 20.0) -> None:
+        """Waits until the outbox holds nothing unsent (the relay in-process or not)."""
+
+        async def drained() -> bool:
+            async with self.runtime.engine.connect() as conn:
+                unsent = await conn.scalar(
+                    select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+                )
+            return unsent == 0
+
+        await until(drained, timeout=timeout, message="outbox relayed")
 
     async def add_tenant(
         self,

@@ -20,15 +20,10 @@ def _port(harness: ServiceHarness) -> int:
     return int(harness.settings.sip_port)  # type: ignore[attr-defined]
 
 
-async def _register(
-    client: SipClient,
-    phone: Phone,
-    *,
-    algorithm: str = "MD5",
-    expect: int = 200,
-    **kwargs: object,
-):  # type: ignore[no-untyped-def]
-    """Challenge, then answer it; returns the final response."""
+async def _answer_challenge(
+    client: SipClient, phone: Phone, *, algorithm: str = "MD5", **kwargs: object
+) -> None:
+    """Sends a REGISTER, takes its 401 and sends the authenticated REGISTER."""
     await client.send(client.register(user=phone.extension, realm=phone.realm, **kwargs))  # type: ignore[arg-type]
     challenge = await client.recv()
     assert challenge.status == 401, challenge.encode()
@@ -41,6 +36,18 @@ async def _register(
     await client.send(
         client.register(user=phone.extension, realm=phone.realm, authorization=auth, **kwargs)  # type: ignore[arg-type]
     )
+
+
+async def _register(
+    client: SipClient,
+    phone: Phone,
+    *,
+    algorithm: str = "MD5",
+    expect: int = 200,
+    **kwargs: object,
+):  # type: ignore[no-untyped-def]
+    """Challenge, then answer it; returns the final response."""
+    await _answer_challenge(client, phone, algorithm=algorithm, **kwargs)
     final = await client.recv()
     assert final.status == expect, final.encode()
     return final
@@ -269,28 +276,10 @@ async def test_register_waits_for_a_commit_in_flight_on_its_aor(
 
     location.fail_writes = held
     async with SipClient(_port(harness)) as first, SipClient(_port(harness)) as second:
-        await first.send(first.register(user=phone.extension, realm=phone.realm))
-        auth = digest_authorization(
-            challenge_of(await first.recv()),
-            username=phone.username,
-            password=phone.password,
-            uri=f"sip:{phone.realm}",
-        )
-        await first.send(
-            first.register(user=phone.extension, realm=phone.realm, authorization=auth)
-        )
+        await _answer_challenge(first, phone)
         await asyncio.wait_for(entered.wait(), 5)
         # The challenge needs no lock; the authenticated REGISTER must wait for the commit.
-        await second.send(second.register(user=phone.extension, realm=phone.realm))
-        auth = digest_authorization(
-            challenge_of(await second.recv()),
-            username=phone.username,
-            password=phone.password,
-            uri=f"sip:{phone.realm}",
-        )
-        await second.send(
-            second.register(user=phone.extension, realm=phone.realm, authorization=auth)
-        )
+        await _answer_challenge(second, phone)
         await asyncio.sleep(0.3)
         assert first.received.empty() and second.received.empty()
         release.set()

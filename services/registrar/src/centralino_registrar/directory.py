@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -38,7 +40,12 @@ class DeviceCredentials:
 
 
 class CacheMiss(Exception):
-    """What the synchronous lookups raise when only the database knows the answer."""
+    """What the synchronous lookups raise when only the database knows the answer;
+    `load` fetches it into the cache, after which the same lookup hits."""
+
+    def __init__(self, load: Callable[[], Awaitable[object]]) -> None:
+        super().__init__()
+        self.load = load
 
 
 class Directory:
@@ -57,22 +64,20 @@ class Directory:
         hit = self._realms.get(realm.lower())
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        raise CacheMiss(realm)
+        raise CacheMiss(lambda: self.tenant(realm))
 
     def device_now(self, tenant_id: uuid.UUID, username: str) -> DeviceCredentials | None:
         """A device's credentials from memory; CacheMiss if not there."""
         hit = self._devices.get((tenant_id, username))
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        raise CacheMiss(username)
+        raise CacheMiss(lambda: self.device(tenant_id, username))
 
     async def tenant(self, realm: str) -> Tenant | None:
         """The active tenant whose SIP realm this is."""
+        with contextlib.suppress(CacheMiss):
+            return self.tenant_now(realm)
         realm = realm.lower()
-        hit = self._realms.get(realm)
-        now = time.monotonic()
-        if hit and hit[0] > now:
-            return hit[1]
         loading = self._loading.get(realm)
         if loading is not None:
             return await asyncio.shield(loading)
@@ -83,7 +88,7 @@ class Directory:
                 tenant = await find_tenant_by_realm(session, realm)
             if tenant is not None and not tenant.active:
                 tenant = None
-            self._realms[realm] = (now + self.ttl, tenant)
+            self._realms[realm] = (time.monotonic() + self.ttl, tenant)
             future.set_result(tenant)
             return tenant
         except BaseException as exc:
@@ -94,11 +99,8 @@ class Directory:
             del self._loading[realm]
 
     async def device(self, tenant_id: uuid.UUID, username: str) -> DeviceCredentials | None:
-        key = (tenant_id, username)
-        hit = self._devices.get(key)
-        now = time.monotonic()
-        if hit and hit[0] > now:
-            return hit[1]
+        with contextlib.suppress(CacheMiss):
+            return self.device_now(tenant_id, username)
         async with self.sessionmaker() as session:
             device = (
                 await session.execute(
@@ -109,7 +111,10 @@ class Directory:
             ).scalar_one_or_none()
         creds = DeviceCredentials.of(device) if device else None
         # Unknown usernames are cached briefly, so guessing costs no query per attempt.
-        self._devices[key] = (now + (self.ttl if creds else 5.0), creds)
+        self._devices[(tenant_id, username)] = (
+            time.monotonic() + (self.ttl if creds else 5.0),
+            creds,
+        )
         return creds
 
     async def preload(self) -> int:

@@ -7,8 +7,9 @@ import ipaddress
 import logging
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from prometheus_client import Counter
 
@@ -37,6 +38,8 @@ REGISTERS = Counter("centralino_sip_register_total", "REGISTER requests answered
 
 # Option tags this registrar implements (RFC 3261 8.2.2.3); "path" is not among them.
 SUPPORTED: frozenset[str] = frozenset()
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,13 +104,9 @@ class Registrar:
         self, req: SipMessage, source: Source, realm: str, tenant_id: uuid.UUID, *, proxy: bool
     ) -> DeviceCredentials | Reply:
         """The device whose digest credentials the request carries, or the reply to send."""
-        try:
-            return self.authenticate_now(req, source, realm, tenant_id, proxy=proxy)
-        except CacheMiss:
-            await self._lookup_devices(
-                req, tenant_id, "proxy-authorization" if proxy else "authorization"
-            )
-            return self.authenticate_now(req, source, realm, tenant_id, proxy=proxy)
+        return await _after_lookups(
+            lambda: self.authenticate_now(req, source, realm, tenant_id, proxy=proxy)
+        )
 
     def authenticate_now(
         self, req: SipMessage, source: Source, realm: str, tenant_id: uuid.UUID, *, proxy: bool
@@ -151,47 +150,37 @@ class Registrar:
             return Credentials.from_params(parsed[1]) or Reply(400, "Bad Authorization Header")
         return None
 
-    async def _lookup_devices(self, req: SipMessage, tenant_id: uuid.UUID, header: str) -> None:
-        """Loads the credentials of every username the request's digest headers name."""
-        for value in req.all(header):
-            parsed = parse_auth(value)
-            if parsed is not None and "username" in parsed[1]:
-                await self.directory.device(tenant_id, parsed[1]["username"])
-
     def register_now(self, req: SipMessage, source: Source) -> Reply | Awaitable[Reply]:
         """The answer to a REGISTER when it needs nothing but memory (a challenge, a
         refresh, a query, a refusal: most REGISTERs); else what answers it once the
         database has (a cache miss, a binding that appears or goes)."""
+        outcome = self._register_now(req, source)
+        if isinstance(outcome, Reply):
+            REGISTERS.labels(str(outcome.status)).inc()
+            return outcome
+        return self._counted(outcome)
+
+    async def _counted(self, pending: Awaitable[Reply]) -> Reply:
+        reply = await pending
+        REGISTERS.labels(str(reply.status)).inc()
+        return reply
+
+    def _register_now(self, req: SipMessage, source: Source) -> Reply | Awaitable[Reply]:
         try:
             admitted = self._admit(req, source)
         except CacheMiss:
-            return self._register_after_lookup(req, source)
+            return self._register_after_lookups(req, source)
         if isinstance(admitted, Reply):
-            return self._counted(admitted)
+            return admitted
         lock = self.location.lock(admitted.key)
         if not lock.try_acquire():
             return self._register_locked(req, source, admitted)
         return self._planned(req, source, admitted, lock)
 
-    def _counted(self, reply: Reply) -> Reply:
-        REGISTERS.labels(str(reply.status)).inc()
-        return reply
-
-    async def _register_after_lookup(self, req: SipMessage, source: Source) -> Reply:
-        ruri = parse_uri(req.uri or "")
-        to = parse_name_addr(req.get("to") or "")
-        to_uri = parse_uri(to.uri) if to else None
-        for host in (ruri.host if ruri else None, to_uri.host if to_uri else None):
-            if host:
-                tenant = await self.directory.tenant(host)
-                if tenant is not None:
-                    await self._lookup_devices(req, tenant.tenant_id, "authorization")
-        try:
-            admitted = self._admit(req, source)
-        except CacheMiss:  # evicted in between: the phone retransmits
-            return self._counted(Reply(500, "Server Internal Error", [("retry-after", "1")]))
+    async def _register_after_lookups(self, req: SipMessage, source: Source) -> Reply:
+        admitted = await _after_lookups(lambda: self._admit(req, source))
         if isinstance(admitted, Reply):
-            return self._counted(admitted)
+            return admitted
         return await self._register_locked(req, source, admitted)
 
     async def _register_locked(self, req: SipMessage, source: Source, admitted: _Admitted) -> Reply:
@@ -203,42 +192,38 @@ class Registrar:
     def _planned(
         self, req: SipMessage, source: Source, admitted: _Admitted, lock: AorLock
     ) -> Reply | Awaitable[Reply]:
-        """Plans under the AoR's lock (held by the caller, released here or by the commit)."""
+        """Plans under the AoR's lock, which the caller took: released here, or by the
+        commit when the plan stores a change."""
         try:
             plan = self._plan(req, source, admitted)
-            if not (isinstance(plan, Change) and (plan.deletes or plan.events)):
-                reply = self._answer(admitted, plan)
-                lock.release()
-                return self._counted(reply)
         except BaseException:
-            if lock.locked():
-                lock.release()
+            lock.release()
             raise
-        if not isinstance(plan, Change):  # for mypy: every other plan was answered above
-            raise AssertionError(plan)
-        return self._commit(admitted, plan, lock)
-
-    async def _commit(self, admitted: _Admitted, plan: Change, lock: AorLock) -> Reply:
-        """Stores a change to the AoR's bindings, all or nothing, then answers; releases
-        the AoR's lock, which the caller took."""
+        if isinstance(plan, Change) and (plan.deletes or plan.events):
+            return self._commit(admitted, plan, lock)
         try:
-            try:
-                await self.location.commit(plan)
-            except Exception:
-                log.exception("sip: location write failed for %s", admitted.aor)
-                return self._counted(Reply(500, "Server Internal Error", [("retry-after", "5")]))
-            return self._counted(self._answer(admitted, None))
+            if isinstance(plan, Reply):
+                return plan
+            for b in plan.upserts if plan is not None else ():
+                self.location.refresh(b)  # kept in memory, written back later
+            return self._bindings(admitted)
         finally:
             lock.release()
 
-    def _answer(self, admitted: _Admitted, plan: Reply | Change | None) -> Reply:
-        """The reply to an admitted REGISTER whose plan is a refusal, refreshes only, or
-        already committed (None): the 200 lists every binding of the AoR with its expires,
-        plus Date."""
-        if isinstance(plan, Reply):
-            return plan
-        for b in plan.upserts if plan is not None else ():
-            self.location.refresh(b)  # a refresh is kept in memory and written back later
+    async def _commit(self, admitted: _Admitted, plan: Change, lock: AorLock) -> Reply:
+        """Stores a change to the AoR's bindings, all or nothing, then answers."""
+        try:
+            await self.location.commit(plan)
+        except Exception:
+            log.exception("sip: location write failed for %s", admitted.aor)
+            return Reply(500, "Server Internal Error", [("retry-after", "5")])
+        else:
+            return self._bindings(admitted)
+        finally:
+            lock.release()
+
+    def _bindings(self, admitted: _Admitted) -> Reply:
+        """The 200: every binding of the AoR with its expires, plus Date."""
         now = time.time()
         headers = [
             ("contact", _render_binding(b, now))
@@ -430,6 +415,18 @@ class Registrar:
             + [unregistered_event(b, UnregisterReason.removed) for b in removes],
             durable=False,
         )
+
+
+async def _after_lookups(step: Callable[[], T]) -> T:
+    """Runs a synchronous step, loading whatever it missed from the database and trying
+    again (a step raises CacheMiss before it has any effect). A REGISTER misses at most
+    its tenant and its device."""
+    for _ in range(3):
+        try:
+            return step()
+        except CacheMiss as miss:
+            await miss.load()
+    return step()  # an entry evicted each time in between: the CacheMiss is the 500
 
 
 def _match(current: list[Binding], contact: _Contact, call_id: str) -> Binding | None:
